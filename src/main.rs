@@ -1,0 +1,169 @@
+//! The `frontdesk` binary: parses the command line, starts logging and the tokio runtime, and
+//! hands over to the library. Exit codes: 0 ok, 1 `check` found errors, 64 invalid config at start.
+
+use clap::{Parser, Subcommand};
+use frontdesk::config::{self, Source};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "frontdesk", version, about = "A reverse proxy and edge server")]
+struct Cli {
+    /// Configuration file (same as `frontdesk run --config FILE`).
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve with the given configuration (the default command).
+    Run,
+    /// Validate the configuration and exit: 0 when valid, 1 with every error otherwise.
+    Check,
+    /// Start three demo origins and a proxy in front of them.
+    Demo {
+        /// Where the demo proxy listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Where the demo admin listener listens.
+        #[arg(long, default_value = "127.0.0.1:9900")]
+        admin: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Check => check(cli.config),
+        Command::Run => run(cli.config),
+        Command::Demo { listen, admin } => demo(listen, admin),
+    }
+}
+
+fn config_path(path: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
+    path.ok_or_else(|| {
+        eprintln!("error: --config FILE is required (try `frontdesk demo` for a quick start)");
+        ExitCode::from(2)
+    })
+}
+
+fn check(path: Option<PathBuf>) -> ExitCode {
+    let path = match config_path(path) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let source = match Source::read(&path) {
+        Ok(s) => s,
+        Err(d) => {
+            eprintln!("{d}");
+            return ExitCode::from(1);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // Compiling needs a runtime context (backends are created in it), but nothing is bound.
+    let result = rt.block_on(async {
+        let runtime = frontdesk::runtime::Runtime::new();
+        let parsed = config::parse(&source)?;
+        config::compile::compile(&parsed, &source, &runtime, 1)
+    });
+    match result {
+        Ok(snap) => {
+            println!("{}: ok ({})", source.name, snap.summary());
+            ExitCode::SUCCESS
+        }
+        Err(diags) => {
+            eprintln!("{diags}");
+            eprintln!("{}: {} error(s)", source.name, diags.0.len());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(level: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level.unwrap_or("info")))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn build_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        b.worker_threads(workers);
+    }
+    b.enable_all().thread_name("frontdesk-worker").build()
+}
+
+fn run(path: Option<PathBuf>) -> ExitCode {
+    let path = match config_path(path) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let parsed = Source::read(&path).and_then(|s| config::parse(&s).map(|f| (s, f)));
+    let (source, file) = match parsed {
+        Ok(v) => v,
+        Err(d) => {
+            eprintln!("{d}");
+            return ExitCode::from(64);
+        }
+    };
+    init_logging(file.log.level.as_deref());
+    let rt = match build_runtime(file.runtime.workers.unwrap_or(0)) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(frontdesk::run(path, source)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(frontdesk::StartError::Config(d)) => {
+            eprintln!("{d}");
+            ExitCode::from(64)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn demo(listen: String, admin: String) -> ExitCode {
+    init_logging(None);
+    let rt = match build_runtime(0) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result: Result<(), String> = rt.block_on(async {
+        let mut origins = Vec::new();
+        for i in 1..=3 {
+            origins.push(frontdesk::demo::start_origin(format!("origin-{i}")).await.map_err(|e| e.to_string())?);
+        }
+        let source = frontdesk::demo::config(&listen, &admin, &origins);
+        let proxy = frontdesk::Proxy::start(&source).await.map_err(|e| e.to_string())?;
+        frontdesk::announce_ready(&proxy);
+        eprintln!("\nDemo running. Try:\n  for i in 1 2 3 4 5 6; do curl -s http://{listen}/; done\n  curl -s http://{admin}/upstreams\nCtrl-C stops it.\n");
+        frontdesk::serve_until_signal(&proxy, None).await.map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Log/metrics stage: what happened to each request, written after its response ends.
+
+pub mod access_log;

@@ -1,0 +1,243 @@
+//! Body types on both sides of the proxy. Bodies stream frame by frame; nothing here buffers a
+//! whole body.
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The client sent more body bytes than the listener allows.
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than {limit} bytes")]
+pub struct BodyTooLarge {
+    pub limit: u64,
+}
+
+pin_project! {
+    /// A request body on its way to a backend.
+    #[project = RequestBodyProj]
+    pub enum RequestBody {
+        Empty,
+        Full { data: Option<Bytes> },
+        Streaming { prefix: Option<Bytes>, #[pin] inner: Incoming, limit: u64, seen: u64 },
+    }
+}
+
+impl RequestBody {
+    pub fn streaming(inner: Incoming, limit: u64) -> Self {
+        RequestBody::Streaming {
+            prefix: None,
+            inner,
+            limit,
+            seen: 0,
+        }
+    }
+
+    /// `prefix` was already read from `inner`; it is sent first.
+    pub fn prefixed(prefix: Bytes, inner: Incoming, limit: u64) -> Self {
+        let seen = prefix.len() as u64;
+        RequestBody::Streaming {
+            prefix: Some(prefix),
+            inner,
+            limit,
+            seen,
+        }
+    }
+
+    pub fn full(data: Bytes) -> Self {
+        if data.is_empty() {
+            RequestBody::Empty
+        } else {
+            RequestBody::Full { data: Some(data) }
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project() {
+            RequestBodyProj::Empty => Poll::Ready(None),
+            RequestBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            RequestBodyProj::Streaming {
+                prefix,
+                inner,
+                limit,
+                seen,
+            } => {
+                if let Some(p) = prefix.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(p))));
+                }
+                match ready!(inner.poll_frame(cx)) {
+                    Some(Ok(frame)) => {
+                        if let Some(d) = frame.data_ref() {
+                            *seen += d.len() as u64;
+                            if *seen > *limit {
+                                return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit: *limit }))));
+                            }
+                        }
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    Some(Err(e)) => Poll::Ready(Some(Err(Box::new(e)))),
+                    None => Poll::Ready(None),
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Empty => true,
+            RequestBody::Full { data } => data.is_none(),
+            RequestBody::Streaming { prefix, inner, .. } => prefix.is_none() && inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            RequestBody::Streaming {
+                prefix: None, inner, ..
+            } => inner.size_hint(),
+            RequestBody::Streaming { .. } => SizeHint::default(),
+        }
+    }
+}
+
+/// Something to run when a response body has been sent completely (`complete = true`) or was
+/// abandoned (`false`): returning the upstream connection to its pool, writing the access log.
+pub trait OnBodyEnd: Send {
+    fn finish(&mut self, complete: bool, bytes: u64);
+}
+
+pin_project! {
+    /// A response body on its way to the client.
+    #[project = ResponseBodyProj]
+    pub enum ResponseBody {
+        Empty,
+        Full { data: Option<Bytes> },
+        Upstream { #[pin] inner: Incoming },
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project() {
+            ResponseBodyProj::Empty => Poll::Ready(None),
+            ResponseBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ResponseBodyProj::Upstream { inner } => inner.poll_frame(cx).map_err(|e| Box::new(e) as BoxError),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Empty => true,
+            ResponseBody::Full { data } => data.is_none(),
+            ResponseBody::Upstream { inner } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Empty => SizeHint::with_exact(0),
+            ResponseBody::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            ResponseBody::Upstream { inner } => inner.size_hint(),
+        }
+    }
+}
+
+pin_project! {
+    /// The body hyper sends to the client: counts bytes and runs the end-of-body hooks exactly once.
+    pub struct ClientBody {
+        #[pin]
+        inner: ResponseBody,
+        bytes: u64,
+        hooks: Vec<Box<dyn OnBodyEnd>>,
+    }
+
+    impl PinnedDrop for ClientBody {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            // Bodies hyper never polls (empty ones, HEAD answers) are complete when dropped.
+            let complete = this.inner.is_end_stream();
+            let bytes = *this.bytes;
+            for mut h in this.hooks.drain(..) {
+                h.finish(complete, bytes);
+            }
+        }
+    }
+}
+
+impl ClientBody {
+    pub fn new(inner: ResponseBody) -> Self {
+        ClientBody {
+            inner,
+            bytes: 0,
+            hooks: Vec::new(),
+        }
+    }
+
+    pub fn empty() -> Self {
+        Self::new(ResponseBody::Empty)
+    }
+
+    pub fn full(data: impl Into<Bytes>) -> Self {
+        Self::new(ResponseBody::Full {
+            data: Some(data.into()),
+        })
+    }
+
+    pub fn on_end(&mut self, hook: Box<dyn OnBodyEnd>) {
+        self.hooks.push(hook);
+    }
+
+    fn finish(self: Pin<&mut Self>, complete: bool) {
+        let this = self.project();
+        let bytes = *this.bytes;
+        for mut h in this.hooks.drain(..) {
+            h.finish(complete, bytes);
+        }
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.as_mut().project();
+        let polled = ready!(this.inner.poll_frame(cx));
+        match &polled {
+            Some(Ok(frame)) => {
+                if let Some(d) = frame.data_ref() {
+                    *this.bytes += d.len() as u64;
+                }
+                // hyper may stop polling once is_end_stream is true, so finish as soon as we know.
+                if self.inner.is_end_stream() {
+                    self.as_mut().finish(true);
+                }
+            }
+            Some(Err(_)) => self.as_mut().finish(false),
+            None => self.as_mut().finish(true),
+        }
+        Poll::Ready(polled)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

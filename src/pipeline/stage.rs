@@ -1,0 +1,40 @@
+//! Stages a route runs around its action. Every feature that inspects or edits requests and
+//! responses (ACL, rate limit, WAF, bot, auth, cache, compression, ...) becomes a variant here, so
+//! the whole set is visible in one enum and the compiler points at every place a new one needs.
+
+use super::body::ClientBody;
+use super::ctx::RequestCtx;
+use crate::transform::HeaderOps;
+use http::request::Parts;
+use http::Response;
+
+pub enum Stage {
+    /// `request_headers`: edits of the request sent upstream.
+    RequestHeaders(HeaderOps),
+    /// `response_headers`: edits of the response sent to the client.
+    ResponseHeaders(HeaderOps),
+}
+
+/// What a request hook decided.
+pub enum Flow {
+    Continue,
+    /// Answer now; later stages and the action do not run.
+    Respond(Response<ClientBody>),
+}
+
+impl Stage {
+    pub fn on_request(&self, parts: &mut Parts, _ctx: &mut RequestCtx) -> Flow {
+        match self {
+            Stage::RequestHeaders(ops) => ops.apply(&mut parts.headers),
+            Stage::ResponseHeaders(_) => {}
+        }
+        Flow::Continue
+    }
+
+    pub fn on_response(&self, resp: &mut Response<ClientBody>, _ctx: &mut RequestCtx) {
+        match self {
+            Stage::RequestHeaders(_) => {}
+            Stage::ResponseHeaders(ops) => ops.apply(resp.headers_mut()),
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Long-lived state that survives reloads: the current snapshot, backends (with their health,
+//! counters and connection pools), health-check tasks and the access log writer.
+
+use crate::observe::access_log::AccessLog;
+use crate::snapshot::Snapshot;
+use crate::upstream::{health, Backend};
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+pub struct Runtime {
+    snapshot: ArcSwap<Snapshot>,
+    /// Backends by (upstream name, address): a reload that keeps a backend keeps its state.
+    backends: Mutex<HashMap<(String, String), Arc<Backend>>>,
+    health_tasks: Mutex<Vec<JoinHandle<()>>>,
+    access_log: OnceLock<AccessLog>,
+    maintenance: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Runtime {
+    pub fn new() -> Arc<Runtime> {
+        let rt = Arc::new(Runtime {
+            snapshot: ArcSwap::from_pointee(Snapshot::empty()),
+            backends: Mutex::new(HashMap::new()),
+            health_tasks: Mutex::new(Vec::new()),
+            access_log: OnceLock::new(),
+            maintenance: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&rt);
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                let Some(rt) = weak.upgrade() else { return };
+                rt.reap_idle_connections();
+            }
+        });
+        *rt.maintenance.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        rt
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    pub fn access_log(&self) -> Option<AccessLog> {
+        self.access_log.get().cloned()
+    }
+
+    /// Set once at start; the destination does not change on reload.
+    pub fn set_access_log(&self, log: AccessLog) {
+        let _ = self.access_log.set(log);
+    }
+
+    /// Backends of every upstream in the live snapshot, for the admin API.
+    pub fn upstream_status(&self) -> serde_json::Value {
+        let snap = self.snapshot();
+        let ups: serde_json::Map<String, serde_json::Value> = snap
+            .upstreams
+            .iter()
+            .map(|u| {
+                let backends: Vec<serde_json::Value> = u
+                    .backends
+                    .iter()
+                    .map(|b| {
+                        serde_json::json!({
+                            "addr": &*b.addr,
+                            "healthy": b.is_healthy(),
+                            "ejected": b.is_ejected(),
+                            "available": b.is_available(),
+                            "inflight": b.inflight.load(std::sync::atomic::Ordering::Relaxed),
+                            "idle_connections": b.pool.idle_count(),
+                        })
+                    })
+                    .collect();
+                (u.name.to_string(), serde_json::Value::Array(backends))
+            })
+            .collect();
+        serde_json::json!({ "generation": snap.generation, "upstreams": ups })
+    }
+
+    /// The backend for `addr` in upstream `upstream`, created on first use.
+    pub fn backend(&self, upstream: &str, addr: &str) -> Arc<Backend> {
+        let mut map = self.backends.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry((upstream.to_string(), addr.to_string()))
+            .or_insert_with(|| Arc::new(Backend::new(addr)))
+            .clone()
+    }
+
+    /// Makes `snap` the live snapshot, restarts health checks for it and forgets backends it no
+    /// longer uses (their pooled connections close when the last request using them ends).
+    pub fn install(&self, snap: Arc<Snapshot>) {
+        let mut tasks = self.health_tasks.lock().unwrap_or_else(|p| p.into_inner());
+        for t in tasks.drain(..) {
+            t.abort();
+        }
+        for up in &snap.upstreams {
+            if let Some(t) = health::spawn(up.clone()) {
+                tasks.push(t);
+            }
+        }
+        drop(tasks);
+        let mut map = self.backends.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|(up, addr), _| {
+            snap.upstreams
+                .iter()
+                .any(|u| &*u.name == up && u.backends.iter().any(|b| &*b.addr == addr))
+        });
+        drop(map);
+        self.snapshot.store(snap);
+    }
+
+    fn reap_idle_connections(&self) {
+        let snap = self.snapshot();
+        for up in &snap.upstreams {
+            for b in &up.backends {
+                b.pool.reap(up.pool.idle_timeout);
+            }
+        }
+    }
+
+    /// Stops background tasks (health checks, maintenance).
+    pub fn stop(&self) {
+        for t in self.health_tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            t.abort();
+        }
+        if let Some(t) = self.maintenance.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            t.abort();
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! Accept → TLS → HTTP. Listeners are kept across reloads when their `listen` address is
+//! unchanged (new settings apply to new connections); added ones are bound before the new
+//! snapshot goes live, removed ones stop accepting and drain their connections.
+
+pub mod conn;
+pub mod limits;
+pub mod strict;
+pub mod tls;
+
+use crate::config::value::Cidr;
+use crate::runtime::Runtime;
+use conn::ConnInfo;
+use http::HeaderName;
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
+use limits::Limits;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+/// A compiled `[[listener]]`.
+pub struct ListenerSpec {
+    /// The `listen` value as written; identifies the listener across reloads.
+    pub listen: String,
+    pub addr: SocketAddr,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub http: auto::Builder<TokioExecutor>,
+    pub redirect_https: Option<u16>,
+    pub trusted_proxies: Vec<Cidr>,
+    pub request_id_header: HeaderName,
+    pub limits: Limits,
+}
+
+impl ListenerSpec {
+    pub fn http_builder(limits: &Limits, http2: bool) -> auto::Builder<TokioExecutor> {
+        let mut b = auto::Builder::new(TokioExecutor::new());
+        b.http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes.max(8192) + 1024)
+            .max_headers(limits.max_headers)
+            .keep_alive(true);
+        b.http2()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .max_concurrent_streams(limits.h2_max_concurrent_streams)
+            .max_pending_accept_reset_streams(limits.h2_max_pending_resets)
+            .max_local_error_reset_streams(limits.h2_max_pending_resets)
+            .max_header_list_size(limits.max_header_bytes as u32)
+            .keep_alive_interval(Some(Duration::from_secs(30)));
+        if http2 {
+            b
+        } else {
+            b.http1_only()
+        }
+    }
+}
+
+/// Counts open client connections so shutdown can wait for them.
+#[derive(Default)]
+pub struct ConnTracker {
+    open: AtomicUsize,
+    closed: Notify,
+}
+
+struct ConnGuard(Arc<ConnTracker>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.closed.notify_waiters();
+        }
+    }
+}
+
+impl ConnTracker {
+    fn guard(self: &Arc<Self>) -> ConnGuard {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        ConnGuard(self.clone())
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Waits until every connection has closed or `timeout` passed; returns how many are left.
+    pub async fn wait_closed(&self, timeout: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.closed.notified();
+            if self.open() == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.open();
+            }
+        }
+    }
+}
+
+struct Running {
+    local_addr: SocketAddr,
+    spec: watch::Sender<Arc<ListenerSpec>>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// The set of open listeners.
+#[derive(Default)]
+pub struct Listeners {
+    running: HashMap<String, Running>,
+    pub tracker: Arc<ConnTracker>,
+}
+
+/// Sockets bound for a new snapshot, not yet serving.
+pub struct Bound(Vec<(String, TcpListener)>);
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {listen}: {source}")]
+pub struct BindError {
+    pub listen: String,
+    pub source: std::io::Error,
+}
+
+impl Listeners {
+    /// Binds the listeners of `specs` that are not running yet. Nothing changes on error.
+    pub fn bind_new(&self, specs: &[Arc<ListenerSpec>]) -> Result<Bound, BindError> {
+        let mut bound = Vec::new();
+        for spec in specs {
+            if !self.running.contains_key(&spec.listen) {
+                let l = bind(spec.addr).map_err(|source| BindError {
+                    listen: spec.listen.clone(),
+                    source,
+                })?;
+                bound.push((spec.listen.clone(), l));
+            }
+        }
+        Ok(Bound(bound))
+    }
+
+    /// Makes the listener set match `specs`: starts the bound ones, updates kept ones, stops others.
+    pub fn apply(&mut self, specs: &[Arc<ListenerSpec>], bound: Bound, rt: &Arc<Runtime>) {
+        let by_key: HashMap<&str, &Arc<ListenerSpec>> = specs.iter().map(|s| (s.listen.as_str(), s)).collect();
+        self.running.retain(|key, r| match by_key.get(key.as_str()) {
+            Some(spec) => {
+                r.spec.send_replace((*spec).clone());
+                true
+            }
+            None => {
+                tracing::info!(listen = %key, "listener removed; draining its connections");
+                r.stop.send_replace(true);
+                false
+            }
+        });
+        for (key, tcp) in bound.0 {
+            let Some(spec) = by_key.get(key.as_str()) else { continue };
+            let local_addr = tcp.local_addr().unwrap_or(spec.addr);
+            let (spec_tx, spec_rx) = watch::channel((*spec).clone());
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let task = tokio::spawn(accept_loop(tcp, spec_rx, stop_rx, rt.clone(), self.tracker.clone()));
+            tracing::info!(listen = %key, addr = %local_addr, tls = spec.tls.is_some(), "listening");
+            self.running.insert(
+                key,
+                Running {
+                    local_addr,
+                    spec: spec_tx,
+                    stop: stop_tx,
+                    task,
+                },
+            );
+        }
+    }
+
+    /// The address each listener is bound to (useful with port 0), by configured `listen` value.
+    pub fn local_addrs(&self) -> HashMap<String, SocketAddr> {
+        self.running.iter().map(|(k, r)| (k.clone(), r.local_addr)).collect()
+    }
+
+    /// Stops accepting everywhere and asks every connection to finish.
+    pub fn stop_all(&mut self) {
+        for (_, r) in self.running.drain() {
+            r.stop.send_replace(true);
+            r.task.abort();
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+async fn accept_loop(
+    tcp: TcpListener,
+    spec: watch::Receiver<Arc<ListenerSpec>>,
+    mut stop: watch::Receiver<bool>,
+    rt: Arc<Runtime>,
+    tracker: Arc<ConnTracker>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            accepted = tcp.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let spec = spec.borrow().clone();
+                    let guard = tracker.guard();
+                    tokio::spawn(serve_stream(stream, peer, spec, rt.clone(), stop.clone(), guard));
+                }
+                Err(e) => {
+                    // Usually EMFILE/ENFILE: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn serve_stream(
+    stream: TcpStream,
+    peer: SocketAddr,
+    spec: Arc<ListenerSpec>,
+    rt: Arc<Runtime>,
+    drain: watch::Receiver<bool>,
+    _guard: ConnGuard,
+) {
+    let _ = stream.set_nodelay(true);
+    let info = Arc::new(ConnInfo::new(peer, spec.clone()));
+    match &spec.tls {
+        None => conn::serve(stream, info, rt, true, drain).await,
+        Some(config) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
+            match tokio::time::timeout(spec.limits.header_read_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => {
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                    conn::serve(tls, info, rt, !h2, drain).await
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+    }
+}

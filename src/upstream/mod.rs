@@ -1,0 +1,323 @@
+//! Upstream stage: picks a backend, sends the request over a pooled connection, retries where
+//! that is safe, and reports the outcome to passive health.
+
+pub mod backend;
+pub mod balance;
+pub mod connect;
+pub mod headers;
+pub mod health;
+pub mod pool;
+
+pub use backend::{Backend, PassivePolicy};
+pub use connect::UpstreamTls;
+
+use crate::pipeline::body::{OnBodyEnd, RequestBody};
+use crate::pipeline::respond::ProxyError;
+use backend::InflightGuard;
+use balance::{Balancer, HashKey, PickInput};
+use connect::Connected;
+use http::{HeaderMap, Method, Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy)]
+pub struct PoolPolicy {
+    pub max_idle: usize,
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthPolicy {
+    /// None = TCP connect check.
+    pub path: Option<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    pub expect: crate::config::value::StatusRange,
+}
+
+/// A compiled `[upstream.NAME]`: part of one snapshot, pointing at long-lived backends.
+pub struct Upstream {
+    pub name: Arc<str>,
+    pub backends: Vec<Arc<Backend>>,
+    pub weights: Vec<u32>,
+    pub balancer: Balancer,
+    pub hash_key: Option<HashKey>,
+    pub sticky_cookie: Option<String>,
+    pub http2: bool,
+    pub tls: Option<UpstreamTls>,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub retries: u32,
+    pub passive: PassivePolicy,
+    pub pool: PoolPolicy,
+    pub health: Option<HealthPolicy>,
+}
+
+/// A response from a backend, with what the caller must keep until its body ends.
+pub struct Forwarded {
+    pub response: Response<Incoming>,
+    pub backend: Arc<Backend>,
+    pub upstream_time: Duration,
+    /// Returns the connection to the pool and ends the in-flight count once the body is done.
+    pub release: Box<dyn OnBodyEnd>,
+}
+
+/// Value of the sticky cookie naming a backend: a stable hash of its address.
+pub fn sticky_value(addr: &str) -> String {
+    format!("{:016x}", balance::hash::hash_bytes(addr.as_bytes()))
+}
+
+struct Release {
+    h1: Option<http1::SendRequest<RequestBody>>,
+    backend: Arc<Backend>,
+    pool: PoolPolicy,
+    _inflight: InflightGuard,
+}
+
+impl OnBodyEnd for Release {
+    fn finish(&mut self, complete: bool, _bytes: u64) {
+        if let (true, Some(sender)) = (complete, self.h1.take()) {
+            self.backend.pool.put_h1(sender, self.pool.max_idle);
+        }
+    }
+}
+
+/// Enough of a request to send it again: kept only for idempotent requests without a body.
+struct Replay {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+}
+
+impl Replay {
+    fn build(&self) -> Request<RequestBody> {
+        let mut r = Request::new(RequestBody::Empty);
+        *r.method_mut() = self.method.clone();
+        *r.uri_mut() = self.uri.clone();
+        *r.version_mut() = self.version;
+        *r.headers_mut() = self.headers.clone();
+        r
+    }
+}
+
+enum Conn {
+    H1(http1::SendRequest<RequestBody>),
+    H2(hyper::client::conn::http2::SendRequest<RequestBody>),
+}
+
+impl Upstream {
+    /// The backend named by a sticky cookie, if it is available.
+    pub fn sticky_backend(&self, cookie: &str) -> Option<usize> {
+        self.backends
+            .iter()
+            .position(|b| sticky_value(&b.addr) == cookie)
+            .filter(|&i| self.backends[i].is_available())
+    }
+
+    async fn conn(&self, backend: &Backend) -> Result<Conn, ProxyError> {
+        if self.http2 {
+            if let Some(s) = backend.pool.shared_h2() {
+                return Ok(Conn::H2(s));
+            }
+        } else if let Some(s) = backend.pool.checkout_h1(self.pool.idle_timeout) {
+            return Ok(Conn::H1(s));
+        }
+        match connect::connect(&backend.addr, self.connect_timeout, self.tls.as_ref(), self.http2).await {
+            Ok(Connected::H1(s)) => Ok(Conn::H1(s)),
+            Ok(Connected::H2(s)) => {
+                backend.pool.set_shared_h2(s.clone());
+                Ok(Conn::H2(s))
+            }
+            Err(e) => Err(ProxyError::Connect(e.to_string())),
+        }
+    }
+
+    /// Sends `req` to a backend chosen by the balancer (or `preferred`, e.g. from a sticky cookie).
+    pub async fn forward(
+        &self,
+        req: Request<RequestBody>,
+        key_hash: Option<u64>,
+        preferred: Option<usize>,
+    ) -> Result<Forwarded, ProxyError> {
+        let replay = (self.retries > 0 && is_idempotent(req.method()) && matches!(req.body(), RequestBody::Empty))
+            .then(|| Replay {
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                version: req.version(),
+                headers: req.headers().clone(),
+            });
+        let mut req = Some(req);
+        let mut tried: Vec<usize> = Vec::new();
+        let mut last_error: Option<ProxyError> = None;
+        let mut stale_retries = 0;
+        loop {
+            let pick = match (tried.is_empty(), preferred) {
+                (true, Some(i)) => Some(i),
+                _ => self.balancer.pick(
+                    &self.backends,
+                    &self.weights,
+                    &PickInput {
+                        key_hash,
+                        exclude: &tried,
+                    },
+                ),
+            };
+            let Some(idx) = pick else {
+                return Err(last_error.unwrap_or_else(|| ProxyError::NoHealthyBackend(self.name.clone())));
+            };
+            let backend = &self.backends[idx];
+            let Some(request) = req.take().or_else(|| replay.as_ref().map(Replay::build)) else {
+                return Err(last_error.unwrap_or_else(|| ProxyError::NoHealthyBackend(self.name.clone())));
+            };
+            let attempt = tried.len() as u32;
+            let conn = match self.conn(backend).await {
+                Ok(c) => c,
+                Err(e) => {
+                    self.report_failure(backend, &e);
+                    tried.push(idx);
+                    req = Some(request); // nothing was sent: the body is intact
+                    last_error = Some(e);
+                    if attempt < self.retries {
+                        continue;
+                    }
+                    return Err(last_error.unwrap_or_else(|| ProxyError::NoHealthyBackend(self.name.clone())));
+                }
+            };
+            let inflight = InflightGuard::new(backend.clone());
+            let started = Instant::now();
+            let sent = tokio::time::timeout(self.response_timeout, send(conn, request)).await;
+            match sent {
+                Ok(Ok((response, h1))) => {
+                    let upstream_time = started.elapsed();
+                    if response.status().is_server_error() {
+                        self.report_failure(backend, &ProxyError::UpstreamStatus(response.status().as_u16()));
+                    } else {
+                        backend.report_success(upstream_time);
+                    }
+                    let release = Release {
+                        h1,
+                        backend: backend.clone(),
+                        pool: self.pool,
+                        _inflight: inflight,
+                    };
+                    return Ok(Forwarded {
+                        response,
+                        backend: backend.clone(),
+                        upstream_time,
+                        release: Box::new(release),
+                    });
+                }
+                Ok(Err(SendError::NotSent(request))) => {
+                    // A pooled connection closed under us before the request went out: try a fresh one.
+                    req = Some(request);
+                    stale_retries += 1;
+                    if stale_retries > 3 {
+                        return Err(ProxyError::UpstreamFailed {
+                            addr: backend.addr.to_string(),
+                            reason: "connection closed repeatedly".into(),
+                        });
+                    }
+                    continue;
+                }
+                Ok(Err(SendError::Failed(e))) => {
+                    let err = classify_send_error(&backend.addr, e);
+                    if matches!(err, ProxyError::BodyTooLarge | ProxyError::ClientBody(_)) {
+                        return Err(err);
+                    }
+                    self.report_failure(backend, &err);
+                    last_error = Some(err);
+                }
+                Err(_) => {
+                    let err = ProxyError::UpstreamTimeout {
+                        addr: backend.addr.to_string(),
+                        after: self.response_timeout,
+                    };
+                    self.report_failure(backend, &err);
+                    last_error = Some(err);
+                }
+            }
+            tried.push(idx);
+            if attempt >= self.retries || replay.is_none() {
+                return Err(last_error.unwrap_or_else(|| ProxyError::NoHealthyBackend(self.name.clone())));
+            }
+        }
+    }
+
+    fn report_failure(&self, backend: &Backend, why: &ProxyError) {
+        if let Some(ejected_for) = backend.report_failure(&self.passive) {
+            tracing::warn!(upstream = %self.name, backend = %backend.addr, reason = %why, ?ejected_for, "backend ejected by passive health");
+        }
+    }
+}
+
+// The request is handed back whole on the (rare) not-sent path; boxing it buys nothing.
+#[allow(clippy::large_enum_variant)]
+enum SendError {
+    NotSent(Request<RequestBody>),
+    Failed(hyper::Error),
+}
+
+async fn send(
+    conn: Conn,
+    req: Request<RequestBody>,
+) -> Result<(Response<Incoming>, Option<http1::SendRequest<RequestBody>>), SendError> {
+    match conn {
+        Conn::H1(mut s) => {
+            if s.ready().await.is_err() {
+                return Err(SendError::NotSent(req));
+            }
+            match s.try_send_request(req).await {
+                Ok(resp) => Ok((resp, Some(s))),
+                Err(mut e) => match e.take_message() {
+                    Some(req) => Err(SendError::NotSent(req)),
+                    None => Err(SendError::Failed(e.into_error())),
+                },
+            }
+        }
+        Conn::H2(mut s) => {
+            if s.ready().await.is_err() {
+                return Err(SendError::NotSent(req));
+            }
+            match s.try_send_request(req).await {
+                Ok(resp) => Ok((resp, None)),
+                Err(mut e) => match e.take_message() {
+                    Some(req) => Err(SendError::NotSent(req)),
+                    None => Err(SendError::Failed(e.into_error())),
+                },
+            }
+        }
+    }
+}
+
+/// Tells a failing client body (too large, malformed chunks) apart from a failing backend.
+fn classify_send_error(addr: &str, e: hyper::Error) -> ProxyError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(s) = source {
+        if s.is::<crate::pipeline::body::BodyTooLarge>() {
+            return ProxyError::BodyTooLarge;
+        }
+        // hyper::Error inside the chain (not the outer one) came from reading the client's body.
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            if !std::ptr::eq(h, &e) {
+                return ProxyError::ClientBody(h.to_string());
+            }
+        }
+        source = s.source();
+    }
+    ProxyError::UpstreamFailed {
+        addr: addr.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+pub fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}

@@ -1,0 +1,71 @@
+//! Keep-alive connections to one backend. HTTP/1.1 connections are checked out exclusively and
+//! come back when their response body has been read to the end; one HTTP/2 connection is shared
+//! by all requests. The pool lives in the backend, so it survives reloads.
+
+use crate::pipeline::body::RequestBody;
+use hyper::client::conn::{http1, http2};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+struct Idle {
+    sender: http1::SendRequest<RequestBody>,
+    since: Instant,
+}
+
+#[derive(Default)]
+pub struct Pool {
+    idle: Mutex<Vec<Idle>>,
+    shared_h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
+}
+
+impl Pool {
+    /// The most recently used idle HTTP/1.1 connection that is still open and not too old.
+    pub fn checkout_h1(&self, idle_timeout: Duration) -> Option<http1::SendRequest<RequestBody>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(c) = idle.pop() {
+            if !c.sender.is_closed() && c.since.elapsed() < idle_timeout {
+                return Some(c.sender);
+            }
+        }
+        None
+    }
+
+    pub fn put_h1(&self, sender: http1::SendRequest<RequestBody>, max_idle: usize) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < max_idle {
+            idle.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    pub fn shared_h2(&self) -> Option<http2::SendRequest<RequestBody>> {
+        let mut slot = self.shared_h2.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.as_ref() {
+            Some(s) if !s.is_closed() => Some(s.clone()),
+            Some(_) => {
+                *slot = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub fn set_shared_h2(&self, sender: http2::SendRequest<RequestBody>) {
+        *self.shared_h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender);
+    }
+
+    /// Closes idle connections older than `idle_timeout` (called by the maintenance task).
+    pub fn reap(&self, idle_timeout: Duration) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|c| !c.sender.is_closed() && c.since.elapsed() < idle_timeout);
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
