@@ -71,8 +71,7 @@ fn check(path: Option<PathBuf>) -> ExitCode {
     // Compiling needs a runtime context (backends are created in it), but nothing is bound.
     let result = rt.block_on(async {
         let runtime = frontdesk::runtime::Runtime::new();
-        let parsed = config::parse(&source)?;
-        config::compile::compile(&parsed, &source, &runtime, 1)
+        config::load(&source, &runtime, 1)
     });
     match result {
         Ok(snap) => {

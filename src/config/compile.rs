@@ -44,7 +44,7 @@ pub fn compile(file: &FileConfig, source: &Source, rt: &Runtime, generation: u64
         .routes
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| c.route(&mut rep, i, r, &upstreams, &file.upstreams))
+        .filter_map(|(i, r)| c.route(&mut rep, i, r, &upstreams, file))
         .collect();
 
     let admin = file
@@ -384,8 +384,9 @@ impl Compiler {
         index: usize,
         sec: &Spanned<RouteSection>,
         upstreams: &BTreeMap<String, Arc<Upstream>>,
-        declared: &BTreeMap<String, Spanned<UpstreamSection>>,
+        file: &FileConfig,
     ) -> Option<Route> {
+        let declared = &file.upstreams;
         let r = sec.get_ref();
         let start = rep.found.len();
         let name: Arc<str> = Arc::from(
@@ -416,7 +417,7 @@ impl Compiler {
             match upstreams.get(up.get_ref()) {
                 Some(u) => Action::Proxy(u.clone()),
                 None => {
-                    if !declared.contains_key(up.get_ref()) {
+                    if !declared.contains_key(up.get_ref()) && !file.broken_upstreams.contains(up.get_ref()) {
                         let known: Vec<&str> = declared.keys().map(String::as_str).collect();
                         let hint = if known.is_empty() {
                             "declare it with [upstream.NAME]".to_string()
@@ -517,14 +518,15 @@ impl Compiler {
 
 fn matcher(rep: &mut Reporter, m: &MatchSection) -> Matcher {
     let mut out = Matcher::any();
-    out.hosts = m
-        .host
-        .clone()
-        .map(|h| h.into_vec())
-        .unwrap_or_default()
-        .iter()
-        .map(|h| HostPattern::parse(h.get_ref()))
-        .collect();
+    if let Some(h) = &m.host {
+        out.hosts = h
+            .get_ref()
+            .clone()
+            .into_vec()
+            .iter()
+            .map(|h| HostPattern::parse(h))
+            .collect();
+    }
     let kinds: Vec<&Spanned<String>> = [&m.path, &m.path_prefix, &m.path_regex].into_iter().flatten().collect();
     if kinds.len() > 1 {
         rep.error(
@@ -542,7 +544,10 @@ fn matcher(rep: &mut Reporter, m: &MatchSection) -> Matcher {
             Ok(r) => out.path = PathMatch::Regex(r),
             Err(e) => rep.error(
                 Some(p.span()),
-                format!("invalid path_regex: {}", e.to_string().lines().last().unwrap_or("")),
+                format!(
+                    "invalid path_regex: {}",
+                    e.to_string().lines().last().unwrap_or("").trim_start_matches("error: ")
+                ),
                 Some("regex syntax: https://docs.rs/regex"),
             ),
         }
@@ -556,10 +561,12 @@ fn matcher(rep: &mut Reporter, m: &MatchSection) -> Matcher {
             );
         }
     }
-    for meth in m.method.clone().map(|v| v.into_vec()).unwrap_or_default() {
-        match Method::from_bytes(meth.get_ref().to_ascii_uppercase().as_bytes()) {
-            Ok(method) => out.methods.push(method),
-            Err(_) => rep.error(Some(meth.span()), format!("invalid method `{}`", meth.get_ref()), None),
+    if let Some(methods) = &m.method {
+        for meth in methods.get_ref().clone().into_vec() {
+            match Method::from_bytes(meth.to_ascii_uppercase().as_bytes()) {
+                Ok(method) => out.methods.push(method),
+                Err(_) => rep.error(Some(methods.span()), format!("invalid method `{meth}`"), None),
+            }
         }
     }
     for (k, v) in m.header.iter().flatten() {

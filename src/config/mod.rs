@@ -50,6 +50,35 @@ impl Source {
 
 /// Parses the TOML text into the file mirror, reporting every syntax and type error found.
 pub fn parse(source: &Source) -> Result<FileConfig, Diagnostics> {
+    let (cfg, found) = parse_partial(source)?;
+    if found.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(Diagnostics(found))
+    }
+}
+
+/// Parses and compiles, reporting the problems of both steps together: a section with a type
+/// error is left out, and the rest is still checked.
+pub fn load(
+    source: &Source,
+    rt: &crate::runtime::Runtime,
+    generation: u64,
+) -> Result<crate::snapshot::Snapshot, Diagnostics> {
+    let (cfg, mut found) = parse_partial(source)?;
+    match compile::compile(&cfg, source, rt, generation) {
+        Ok(snap) if found.is_empty() => return Ok(snap),
+        Ok(_) => {}
+        Err(Diagnostics(more)) => found.extend(more),
+    }
+    found.sort_by_key(|d| (d.line, d.column));
+    found.dedup();
+    Err(Diagnostics(found))
+}
+
+/// The sections that parsed, and the diagnostics of those that did not. Syntax errors end
+/// parsing (`Err`), since nothing after them can be trusted.
+fn parse_partial(source: &Source) -> Result<(FileConfig, Vec<Diagnostic>), Diagnostics> {
     let mut rep = Reporter::new(&source.name, &source.text);
     let (root, syntax_errors) = DeTable::parse_recoverable(&source.text);
     for e in &syntax_errors {
@@ -85,8 +114,13 @@ pub fn parse(source: &Source) -> Result<FileConfig, Diagnostics> {
                     DeValue::Table(t) => {
                         for (name, v) in t {
                             let span = v.span();
-                            if let Some(up) = section(&mut rep, v, "upstream") {
-                                cfg.upstreams.insert(name.get_ref().to_string(), Spanned::new(span, up));
+                            match section(&mut rep, v, "upstream") {
+                                Some(up) => {
+                                    cfg.upstreams.insert(name.get_ref().to_string(), Spanned::new(span, up));
+                                }
+                                None => {
+                                    cfg.broken_upstreams.insert(name.get_ref().to_string());
+                                }
                             }
                         }
                     }
@@ -104,11 +138,7 @@ pub fn parse(source: &Source) -> Result<FileConfig, Diagnostics> {
             ),
         }
     }
-    if rep.is_empty() {
-        Ok(cfg)
-    } else {
-        Err(Diagnostics(rep.found))
-    }
+    Ok((cfg, rep.found))
 }
 
 /// Deserializes one section, recording its error (with the span serde reports) on failure.

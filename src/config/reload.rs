@@ -2,7 +2,7 @@
 //! parse → compile → bind new listeners → swap the snapshot → update listeners.
 //! Any failure before the swap leaves the running configuration untouched.
 
-use super::{compile, parse, Diagnostic, Diagnostics, Source};
+use super::{Diagnostic, Diagnostics, Source};
 use crate::runtime::Runtime;
 use crate::server::Listeners;
 use crate::snapshot::Snapshot;
@@ -24,9 +24,8 @@ impl Default for Reloader {
 impl Reloader {
     /// Parses and compiles `source` without touching what runs.
     pub fn prepare(&self, source: &Source, rt: &Runtime) -> Result<Arc<Snapshot>, Diagnostics> {
-        let file = parse(source)?;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
-        Ok(Arc::new(compile::compile(&file, source, rt, generation)?))
+        Ok(Arc::new(super::load(source, rt, generation)?))
     }
 
     /// Binds the snapshot's new listeners, then makes it live.

@@ -1,1 +1,13 @@
+//! Integration tests: the real proxy on loopback ports in front of real origin servers.
 
+mod harness;
+
+mod balance;
+mod cli;
+mod forwarding;
+mod health;
+mod limits;
+mod reload;
+mod routing;
+mod tls;
+mod upgrade;

@@ -24,6 +24,8 @@ pub struct FileConfig {
     pub listeners: Vec<Spanned<ListenerSection>>,
     pub upstreams: BTreeMap<String, Spanned<UpstreamSection>>,
     pub routes: Vec<Spanned<RouteSection>>,
+    /// Upstreams declared but not parsed (their errors are already reported).
+    pub broken_upstreams: std::collections::BTreeSet<String>,
 }
 
 /// `[runtime]`: process-wide settings.

@@ -29,11 +29,11 @@ pub struct RouteSection {
 #[serde(deny_unknown_fields)]
 pub struct MatchSection {
     /// Exact names or `*.example.com` wildcards.
-    pub host: Option<OneOrMany<Spanned<String>>>,
+    pub host: Option<Spanned<OneOrMany<String>>>,
     pub path: Option<Spanned<String>>,
     pub path_prefix: Option<Spanned<String>>,
     pub path_regex: Option<Spanned<String>>,
-    pub method: Option<OneOrMany<Spanned<String>>>,
+    pub method: Option<Spanned<OneOrMany<String>>>,
     /// name → value; the value "*" means "present with any value".
     pub header: Option<BTreeMap<String, Spanned<String>>>,
     pub cookie: Option<BTreeMap<String, String>>,

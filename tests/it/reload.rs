@@ -1,0 +1,226 @@
+//! Point 9: reload (API, SIGHUP, file change) that keeps the old config on error and drops
+//! nothing; graceful shutdown; the JSON access log.
+
+use crate::harness::tls::temp_dir;
+use crate::harness::*;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn fixed(body: &str) -> String {
+    format!("[log]\naccess = \"off\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\n[[route]]\nrespond = {{ status = 200, body = \"{body}\" }}\n")
+}
+
+#[tokio::test]
+async fn reload_applies_new_routes_and_rejects_bad_ones() {
+    let p = proxy(&fixed("one")).await;
+    let addr = p.addr(0);
+    let mut kept = H1::connect(addr).await;
+    assert_eq!(kept.get("x", "/").await.body, "one");
+    p.reload(&fixed("two")).unwrap();
+    assert_eq!(get(addr, "/").await.body, "two");
+    assert_eq!(
+        kept.get("x", "/").await.body,
+        "two",
+        "open keep-alive connection survives and sees the new config"
+    );
+
+    let err = p.reload("[[route]]\nupstream = \"missing\"\n").unwrap_err();
+    assert!(err.contains("unknown upstream `missing`"), "{err}");
+    assert_eq!(get(addr, "/").await.body, "two", "old config keeps serving");
+    assert_eq!(p.addr(0), addr, "listener kept across reloads");
+}
+
+#[tokio::test]
+async fn no_errors_under_load_during_reloads() {
+    let a = Origin::named("a").await;
+    let b = Origin::named("b").await;
+    let cfg = |first: &Origin, second: &Origin| {
+        format!(
+            "[log]\naccess = \"off\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\n[upstream.app]\nservers = {}\n[[route]]\nupstream = \"app\"\n",
+            servers(&[first, second])
+        )
+    };
+    let p = proxy(&cfg(&a, &b)).await;
+    let addr = p.addr(0);
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        workers.push(tokio::spawn(async move {
+            let mut c = H1::connect(addr).await;
+            let mut bad = 0;
+            for i in 0..150 {
+                // Mix keep-alive and fresh connections.
+                let status = if i % 10 == 0 {
+                    get(addr, "/").await.status
+                } else {
+                    c.get("x", "/").await.status
+                };
+                if status != 200 {
+                    bad += 1;
+                }
+            }
+            bad
+        }));
+    }
+    for i in 0..30 {
+        let text = if i % 2 == 0 { cfg(&b, &a) } else { cfg(&a, &b) };
+        p.reload(&text).unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for w in workers {
+        assert_eq!(w.await.unwrap(), 0, "no failed request during reloads");
+    }
+}
+
+#[tokio::test]
+async fn access_log_writes_one_json_line_per_request() {
+    let dir = temp_dir("log");
+    let log = dir.join("access.log");
+    let origin = Origin::named("o").await;
+    let cfg = format!(
+        "[log]\naccess = \"{}\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\n[upstream.app]\nservers = [\"{}\"]\n[[route]]\nname = \"main\"\nupstream = \"app\"\n",
+        log.display(),
+        origin.addr
+    );
+    let p = proxy(&cfg).await;
+    let a = get_host(p.addr(0), "log.test", "/hello?x=1").await;
+    let logp = &log;
+    eventually(Duration::from_secs(5), "log line written", || async move {
+        std::fs::read_to_string(logp)
+            .map(|s| s.lines().count() == 1)
+            .unwrap_or(false)
+    })
+    .await;
+    let line = std::fs::read_to_string(&log).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["host"], "log.test");
+    assert_eq!(v["path"], "/hello");
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["client"], "127.0.0.1");
+    assert_eq!(v["route"], "main");
+    assert_eq!(v["upstream"], origin.addr.to_string());
+    assert_eq!(v["bytes_out"], 1);
+    assert_eq!(v["request_id"], a.header("x-request-id"));
+    for key in ["time", "bytes_in", "duration_ms", "upstream_ms"] {
+        assert!(!v[key].is_null(), "{key} present");
+    }
+}
+
+/// A frontdesk process whose stderr lines arrive on a channel.
+struct Process {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Process {
+    fn start(config: &std::path::Path) -> (Process, String) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_frontdesk"))
+            .args(["run", "--config", config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut p = Process { child, lines };
+        let ready = p.wait_for("frontdesk ready");
+        let addr = ready
+            .split("listeners=")
+            .nth(1)
+            .unwrap()
+            .split([',', ' '])
+            .next()
+            .unwrap()
+            .to_string();
+        (p, addr)
+    }
+
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("frontdesk never printed {needle:?}");
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn process_reloads_on_file_change_and_sighup_and_drains_on_sigterm() {
+    let dir = temp_dir("proc");
+    let path = dir.join("frontdesk.toml");
+    let slow = Origin::start(|req| async move {
+        if req.uri().path() == "/slow" {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        }
+        status(200, "origin")
+    })
+    .await;
+    let with = |body: &str| {
+        format!(
+            "[log]\naccess = \"off\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\n[upstream.app]\nservers = [\"{}\"]\n[[route]]\nmatch = {{ path = \"/slow\" }}\nupstream = \"app\"\n[[route]]\nrespond = {{ status = 200, body = \"{body}\" }}\n",
+            slow.addr
+        )
+    };
+    std::fs::write(&path, with("v1")).unwrap();
+    let (mut proc, addr) = Process::start(&path);
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    assert_eq!(get(addr, "/").await.body, "v1");
+
+    // File change → automatic reload.
+    std::fs::write(&path, with("v2")).unwrap();
+    proc.wait_for("frontdesk reloaded");
+    assert_eq!(get(addr, "/").await.body, "v2");
+
+    // Invalid file → rejected, old config serves; SIGHUP after fixing it → applied.
+    std::fs::write(&path, "[[route]]\nupstream = \"gone\"\n").unwrap();
+    proc.wait_for("frontdesk reload rejected");
+    assert_eq!(get(addr, "/").await.body, "v2");
+    std::fs::write(&path, with("v3")).unwrap();
+    proc.signal("-HUP");
+    proc.wait_for("frontdesk reloaded");
+    assert_eq!(get(addr, "/").await.body, "v3");
+
+    // SIGTERM while a slow request is in flight: it completes, then the process exits 0.
+    let in_flight = tokio::spawn(async move { get(addr, "/slow").await });
+    let slow_ref = &slow;
+    eventually(
+        Duration::from_secs(5),
+        "slow request reached the origin",
+        || async move { slow_ref.requests() >= 1 },
+    )
+    .await;
+    proc.signal("-TERM");
+    let answer = in_flight.await.unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, "origin");
+    proc.wait_for("frontdesk stopped");
+    let status = proc.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}

@@ -1,0 +1,157 @@
+//! Point 3 (TLS): certificates by SNI with a default, ALPN h2/http1.1, TLS 1.2 and 1.3, mTLS.
+
+use crate::harness::tls::{connect, peer_names, Pki};
+use crate::harness::*;
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+fn tls_config(pki: &Pki, origin: &Origin, extra: &str) -> String {
+    let (a_cert, a_key) = pki.issue("a", &["a.test"]);
+    let (b_cert, b_key) = pki.issue("b", &["b.test", "*.b.test"]);
+    format!(
+        r#"
+[log]
+access = "off"
+[[listener]]
+listen = "127.0.0.1:0"
+tls = [ {{ cert = "{}", key = "{}" }}, {{ cert = "{}", key = "{}" }} ]
+{extra}
+[upstream.app]
+servers = ["{}"]
+[[route]]
+upstream = "app"
+"#,
+        a_cert.display(),
+        a_key.display(),
+        b_cert.display(),
+        b_key.display(),
+        origin.addr
+    )
+}
+
+#[tokio::test]
+async fn sni_picks_the_certificate_and_falls_back_to_the_first() {
+    let pki = Pki::new();
+    let origin = Origin::named("o").await;
+    let p = proxy(&tls_config(&pki, &origin, "")).await;
+    let cfg = pki.client_config(&[b"http/1.1"], None);
+    let s = connect(p.addr(0), "a.test", cfg.clone()).await.unwrap();
+    assert_eq!(peer_names(&s), vec!["a.test"]);
+    let s = connect(p.addr(0), "b.test", cfg.clone()).await.unwrap();
+    assert!(peer_names(&s).contains(&"b.test".to_string()));
+    let s = connect(p.addr(0), "x.b.test", cfg.clone()).await.unwrap();
+    assert!(peer_names(&s).contains(&"*.b.test".to_string()), "wildcard certificate");
+    // Unknown name: the default (first) certificate is presented, so verification fails.
+    assert!(connect(p.addr(0), "unknown.test", cfg).await.is_err());
+}
+
+#[tokio::test]
+async fn alpn_negotiates_h2_and_http11_and_both_proxy() {
+    let pki = Pki::new();
+    let origin = Origin::named("o").await;
+    let p = proxy(&tls_config(&pki, &origin, "")).await;
+
+    let s = connect(p.addr(0), "a.test", pki.client_config(&[b"h2", b"http/1.1"], None))
+        .await
+        .unwrap();
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(Request::get("https://a.test/").body(Full::<Bytes>::default()).unwrap())
+        .await
+        .unwrap();
+    let a = read_answer(resp).await;
+    assert_eq!((a.status.as_u16(), a.body.as_str()), (200, "o"));
+    assert_eq!(origin.last_seen().headers.get("x-forwarded-proto").unwrap(), "https");
+
+    let s = connect(p.addr(0), "a.test", pki.client_config(&[b"http/1.1"], None))
+        .await
+        .unwrap();
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s)).await.unwrap();
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(
+            Request::get("/")
+                .header("host", "a.test")
+                .body(Full::<Bytes>::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(read_answer(resp).await.body, "o");
+}
+
+#[tokio::test]
+async fn tls12_and_tls13_are_accepted() {
+    let pki = Pki::new();
+    let origin = Origin::named("o").await;
+    let p = proxy(&tls_config(&pki, &origin, "")).await;
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let mut roots = rustls::RootCertStore::empty();
+        use rustls_pki_types::pem::PemObject;
+        roots
+            .add(rustls_pki_types::CertificateDer::from_pem_file(pki.ca_path()).unwrap())
+            .unwrap();
+        let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let s = connect(p.addr(0), "a.test", std::sync::Arc::new(cfg)).await.unwrap();
+        assert_eq!(s.get_ref().1.protocol_version(), Some(version.version));
+    }
+}
+
+#[tokio::test]
+async fn mtls_requires_a_client_certificate_from_the_ca() {
+    let pki = Pki::new();
+    let origin = Origin::named("o").await;
+    let extra = format!("client_ca = \"{}\"", pki.ca_path().display());
+    let p = proxy(&tls_config(&pki, &origin, &extra)).await;
+    let (cc, ck) = pki.issue("client", &["client.test"]);
+
+    let with = connect(p.addr(0), "a.test", pki.client_config(&[b"http/1.1"], Some((&cc, &ck))))
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(with)).await.unwrap();
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(
+            Request::get("/")
+                .header("host", "a.test")
+                .body(Full::<Bytes>::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(read_answer(resp).await.status, 200);
+
+    // Without a certificate the handshake (or the first read after it, in TLS 1.3) fails.
+    let without = connect(p.addr(0), "a.test", pki.client_config(&[b"http/1.1"], None)).await;
+    let failed = match without {
+        Err(_) => true,
+        Ok(s) => {
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s)).await.unwrap();
+            tokio::spawn(conn);
+            sender
+                .send_request(
+                    Request::get("/")
+                        .header("host", "a.test")
+                        .body(Full::<Bytes>::default())
+                        .unwrap(),
+                )
+                .await
+                .is_err()
+        }
+    };
+    assert!(failed, "a client without a certificate is refused");
+    assert_eq!(origin.requests(), 1);
+}
