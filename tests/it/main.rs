@@ -4,6 +4,7 @@ mod harness;
 
 mod balance;
 mod cli;
+mod docs;
 mod forwarding;
 mod health;
 mod limits;
