@@ -114,3 +114,15 @@ fn run_refuses_a_bad_config() {
     assert_eq!(code, 64);
     assert!(err.contains("cannot read config file"), "{err}");
 }
+
+#[test]
+fn runtime_workers_sets_the_worker_thread_count() {
+    let path = write("workers.toml", "[runtime]\nworkers = 3\n[log]\naccess = \"off\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\n[[route]]\nrespond = { status = 204 }\n");
+    let (proc, _addr) = crate::harness::process::Process::start(&path);
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", proc.child.id())).unwrap();
+    let workers = tasks
+        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+        .filter(|name| name.trim() == "frontdesk-worke") // comm is cut to 15 bytes
+        .count();
+    assert_eq!(workers, 3);
+}

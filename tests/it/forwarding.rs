@@ -311,3 +311,54 @@ async fn no_healthy_backend_gives_503_with_short_body() {
     assert_eq!(a.status, 503);
     assert_eq!(a.body, "503 Service Unavailable: no healthy upstream\n");
 }
+
+#[tokio::test]
+async fn pool_keeps_at_most_max_idle_connections() {
+    let slow = Origin::start(|_| async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        status(200, "ok")
+    })
+    .await;
+    let cfg = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n[log]\naccess = \"off\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\n[upstream.app]\nservers = [\"{}\"]\npool = {{ max_idle = 2 }}\n[[route]]\nupstream = \"app\"\n",
+        slow.addr
+    );
+    let p = proxy(&cfg).await;
+    let addr = p.addr(0);
+    let tasks: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(async move { get(addr, "/").await.status }))
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(slow.connections(), 5, "concurrent requests each needed a connection");
+    let state: serde_json::Value = serde_json::from_str(&get(p.admin(), "/upstreams").await.body).unwrap();
+    assert_eq!(state["upstreams"]["app"][0]["idle_connections"], 2);
+}
+
+#[tokio::test]
+async fn upstream_failure_reason_is_in_the_access_log() {
+    let dir = crate::harness::tls::temp_dir("log502");
+    let log = dir.join("access.log");
+    let dead = Origin::named("dead").await;
+    dead.stop();
+    let cfg = format!(
+        "[log]\naccess = \"{}\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\n[upstream.app]\nservers = [\"{}\"]\nretries = 0\n[[route]]\nupstream = \"app\"\n",
+        log.display(),
+        dead.addr
+    );
+    let p = proxy(&cfg).await;
+    assert_eq!(get(p.addr(0), "/").await.status, 502);
+    let logp = &log;
+    eventually(Duration::from_secs(5), "log line", || async move {
+        std::fs::read_to_string(logp).is_ok_and(|s| !s.is_empty())
+    })
+    .await;
+    let v: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+    assert_eq!(v["status"], 502);
+    let reason = v["error"].as_str().unwrap();
+    assert!(
+        reason.contains(&dead.addr.to_string()) && reason.contains("refused"),
+        "{reason}"
+    );
+}

@@ -6,6 +6,7 @@ mod balance;
 mod cli;
 mod docs;
 mod forwarding;
+mod h2;
 mod health;
 mod limits;
 mod reload;

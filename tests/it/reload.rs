@@ -3,9 +3,6 @@
 
 use crate::harness::tls::temp_dir;
 use crate::harness::*;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 fn fixed(body: &str) -> String {
@@ -108,69 +105,6 @@ async fn access_log_writes_one_json_line_per_request() {
     }
 }
 
-/// A frontdesk process whose stderr lines arrive on a channel.
-struct Process {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Process {
-    fn start(config: &std::path::Path) -> (Process, String) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_frontdesk"))
-            .args(["run", "--config", config.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut p = Process { child, lines };
-        let ready = p.wait_for("frontdesk ready");
-        let addr = ready
-            .split("listeners=")
-            .nth(1)
-            .unwrap()
-            .split([',', ' '])
-            .next()
-            .unwrap()
-            .to_string();
-        (p, addr)
-    }
-
-    fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        panic!("frontdesk never printed {needle:?}");
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn process_reloads_on_file_change_and_sighup_and_drains_on_sigterm() {
     let dir = temp_dir("proc");
@@ -189,7 +123,7 @@ async fn process_reloads_on_file_change_and_sighup_and_drains_on_sigterm() {
         )
     };
     std::fs::write(&path, with("v1")).unwrap();
-    let (mut proc, addr) = Process::start(&path);
+    let (mut proc, addr) = process::Process::start(&path);
     let addr: std::net::SocketAddr = addr.parse().unwrap();
     assert_eq!(get(addr, "/").await.body, "v1");
 

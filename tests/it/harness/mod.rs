@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod origin;
+pub mod process;
 pub mod tls;
 
 use frontdesk::config::Source;

@@ -1,0 +1,85 @@
+//! Point 8 (HTTP/2): the stream limit is advertised, and a rapid-reset flood closes the
+//! connection with ENHANCE_YOUR_CALM instead of tying up the proxy.
+
+use crate::harness::*;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Frames (type, flags, stream, payload) read until the server closes or goes quiet.
+async fn read_frames(s: &mut tokio::net::TcpStream) -> Vec<(u8, u8, u32, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16384];
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(2), s.read(&mut chunk)).await {
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let mut frames = Vec::new();
+    let mut i = 0;
+    while i + 9 <= buf.len() {
+        let len = (usize::from(buf[i]) << 16) | (usize::from(buf[i + 1]) << 8) | usize::from(buf[i + 2]);
+        if i + 9 + len > buf.len() {
+            break;
+        }
+        let stream = u32::from_be_bytes([buf[i + 5], buf[i + 6], buf[i + 7], buf[i + 8]]) & 0x7fff_ffff;
+        frames.push((buf[i + 3], buf[i + 4], stream, buf[i + 9..i + 9 + len].to_vec()));
+        i += 9 + len;
+    }
+    frames
+}
+
+#[tokio::test]
+async fn stream_limit_is_advertised_and_rapid_reset_is_stopped() {
+    let origin = Origin::named("o").await;
+    let cfg = format!(
+        "[log]\naccess = \"off\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\nlimits = {{ h2_max_concurrent_streams = 77, h2_max_pending_resets = 20 }}\n[upstream.app]\nservers = [\"{}\"]\n[[route]]\nupstream = \"app\"\n",
+        origin.addr
+    );
+    let p = proxy(&cfg).await;
+    let mut s = tokio::net::TcpStream::connect(p.addr(0)).await.unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(4, 0, 0, &[]));
+    // HPACK: :method GET, :scheme http, :path /, :authority "x" (literal, indexed name).
+    let headers = [0x82, 0x86, 0x84, 0x01, 0x01, b'x'];
+    for i in 0..2000u32 {
+        let id = 2 * i + 1;
+        out.extend(frame(1, 0x5, id, &headers));
+        out.extend(frame(3, 0, id, &8u32.to_be_bytes())); // RST_STREAM CANCEL
+    }
+    // The server may close mid-write; that is the expected outcome, not an error.
+    let _ = s.write_all(&out).await;
+    let frames = read_frames(&mut s).await;
+
+    let settings = frames
+        .iter()
+        .find(|f| f.0 == 4 && f.1 & 1 == 0)
+        .expect("server SETTINGS");
+    let advertised: Vec<(u16, u32)> = settings
+        .3
+        .chunks(6)
+        .map(|c| {
+            (
+                u16::from_be_bytes([c[0], c[1]]),
+                u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+            )
+        })
+        .collect();
+    assert!(
+        advertised.contains(&(3, 77)),
+        "MAX_CONCURRENT_STREAMS advertised: {advertised:?}"
+    );
+
+    let goaway = frames.iter().find(|f| f.0 == 7).expect("GOAWAY after the reset flood");
+    let code = u32::from_be_bytes([goaway.3[4], goaway.3[5], goaway.3[6], goaway.3[7]]);
+    assert_eq!(code, 0xb, "ENHANCE_YOUR_CALM");
+    assert!(origin.requests() < 2000, "the flood did not all reach the backend");
+}
