@@ -77,29 +77,35 @@ async fn random_and_p2c_use_every_backend() {
 #[tokio::test]
 async fn least_conn_avoids_the_busy_backend() {
     let slow = Origin::start(|_| async {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         status(200, "slow")
     })
     .await;
     let fast = Origin::named("fast").await;
     let p = proxy(&config(&servers(&[&slow, &fast]), "balance = \"least_conn\"")).await;
     let addr = p.addr(0);
-    // Occupy the slow backend, then send more requests while it is busy.
+    // Ties are broken at random, so send requests until one is held by the slow backend.
     let mut busy = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..50 {
         busy.push(tokio::spawn(async move { get(addr, "/").await.body }));
-    }
-    crate::harness::eventually(std::time::Duration::from_secs(5), "slow backend busy", || async {
-        slow.requests() >= 1
-    })
-    .await;
-    let mut fast_answers = 0;
-    for _ in 0..10 {
-        if get(addr, "/").await.body == "fast" {
-            fast_answers += 1;
+        let slow_ref = &slow;
+        let started = tokio::time::Instant::now();
+        while slow_ref.requests() == 0
+            && fast.requests() < busy.len()
+            && started.elapsed() < std::time::Duration::from_secs(2)
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        if slow.requests() > 0 {
+            break;
         }
     }
-    assert_eq!(fast_answers, 10);
+    assert_eq!(slow.requests(), 1, "one request is in flight on the slow backend");
+    // While it is busy, every new request goes to the idle backend.
+    for _ in 0..10 {
+        assert_eq!(get(addr, "/").await.body, "fast");
+    }
+    assert_eq!(slow.requests(), 1);
     for b in busy {
         b.await.unwrap();
     }
