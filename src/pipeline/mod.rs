@@ -212,7 +212,7 @@ async fn proxy(
     let sticky_in = up
         .sticky_cookie
         .as_deref()
-        .and_then(|name| route::cookie_value(&parts.headers, name))
+        .and_then(|name| route::cookie_value(&*parts, name))
         .map(str::to_string);
     let preferred = sticky_in.as_deref().and_then(|v| up.sticky_backend(v));
 

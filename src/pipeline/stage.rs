@@ -23,6 +23,28 @@ pub enum Flow {
 }
 
 impl Stage {
+    /// Can the HTTP/1 fast path run this stage on raw header lines? A route with any other
+    /// stage is served by the general path.
+    pub fn works_on_raw_heads(&self) -> bool {
+        match self {
+            Stage::RequestHeaders(_) | Stage::ResponseHeaders(_) => true,
+        }
+    }
+
+    pub fn request_header_ops(&self) -> Option<&HeaderOps> {
+        match self {
+            Stage::RequestHeaders(ops) => Some(ops),
+            Stage::ResponseHeaders(_) => None,
+        }
+    }
+
+    pub fn response_header_ops(&self) -> Option<&HeaderOps> {
+        match self {
+            Stage::ResponseHeaders(ops) => Some(ops),
+            Stage::RequestHeaders(_) => None,
+        }
+    }
+
     pub fn on_request(&self, parts: &mut Parts, _ctx: &mut RequestCtx) -> Flow {
         match self {
             Stage::RequestHeaders(ops) => ops.apply(&mut parts.headers),

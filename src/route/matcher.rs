@@ -1,7 +1,6 @@
 //! Predicates of a route's `match`. All present predicates must hold.
 
-use super::{cookie_value, query_value};
-use http::request::Parts;
+use super::{cookie_value, query_value, RequestView};
 use http::{HeaderName, Method};
 use regex::Regex;
 
@@ -79,11 +78,11 @@ impl Matcher {
         }
     }
 
-    pub fn matches(&self, parts: &Parts, host: &str) -> bool {
+    pub fn matches<R: RequestView>(&self, req: &R, host: &str) -> bool {
         if !self.hosts.is_empty() && !self.hosts.iter().any(|h| h.matches(host)) {
             return false;
         }
-        let path = parts.uri.path();
+        let path = req.path();
         let path_ok = match &self.path {
             PathMatch::Any => true,
             PathMatch::Exact(p) => path == p,
@@ -93,25 +92,20 @@ impl Matcher {
         if !path_ok {
             return false;
         }
-        if !self.methods.is_empty() && !self.methods.contains(&parts.method) {
+        if !self.methods.is_empty() && !self.methods.iter().any(|m| m.as_str() == req.method()) {
             return false;
         }
         for (name, want) in &self.headers {
-            if !parts
-                .headers
-                .get_all(name)
-                .iter()
-                .any(|v| want.matches(v.to_str().ok()))
-            {
+            if !req.header_values(name.as_str()).any(|v| want.matches(std::str::from_utf8(v).ok())) {
                 return false;
             }
         }
         for (name, want) in &self.cookies {
-            if !want.matches(cookie_value(&parts.headers, name)) {
+            if !want.matches(cookie_value(req, name)) {
                 return false;
             }
         }
-        let query = parts.uri.query().unwrap_or("");
+        let query = req.query().unwrap_or("");
         for (name, want) in &self.query {
             if !want.matches(query_value(query, name).as_deref()) {
                 return false;

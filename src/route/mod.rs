@@ -3,9 +3,11 @@
 
 mod action;
 mod matcher;
+mod view;
 
 pub use action::{Action, FixedResponse, Redirect, Template};
 pub use matcher::{HostPattern, Matcher, PathMatch, ValueMatch};
+pub use view::RequestView;
 
 use crate::pipeline::stage::Stage;
 use crate::transform::PathRewrite;
@@ -28,8 +30,8 @@ pub struct Router {
 
 impl Router {
     /// `host` is the request's host, lower-cased and without port.
-    pub fn find(&self, parts: &Parts, host: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| r.matcher.matches(parts, host))
+    pub fn find<R: RequestView>(&self, req: &R, host: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.matcher.matches(req, host))
     }
 }
 
@@ -57,11 +59,9 @@ fn strip_port(h: &str) -> &str {
 }
 
 /// The value of cookie `name` in the request's Cookie headers.
-pub fn cookie_value<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+pub fn cookie_value<'a, R: RequestView>(req: &'a R, name: &str) -> Option<&'a str> {
+    req.header_values("cookie")
+        .filter_map(|v| std::str::from_utf8(v).ok())
         .flat_map(|v| v.split(';'))
         .find_map(|pair| {
             let (k, v) = pair.trim().split_once('=')?;

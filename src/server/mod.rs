@@ -2,7 +2,9 @@
 //! unchanged (new settings apply to new connections); added ones are bound before the new
 //! snapshot goes live, removed ones stop accepting and drain their connections.
 
+pub mod chunked;
 pub mod conn;
+pub mod h1;
 pub mod limits;
 pub mod strict;
 pub mod tls;
@@ -239,13 +241,16 @@ async fn serve_stream(
     let _ = stream.set_nodelay(true);
     let info = Arc::new(ConnInfo::new(peer, spec.clone()));
     match &spec.tls {
-        None => conn::serve(stream, info, rt, true, drain).await,
+        None => h1::serve(stream, info, rt, drain).await,
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
             match tokio::time::timeout(spec.limits.header_read_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
-                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                    conn::serve(tls, info, rt, !h2, drain).await
+                    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        conn::serve(tls, info, rt, false, drain).await
+                    } else {
+                        h1::serve(tls, info, rt, drain).await
+                    }
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

@@ -5,17 +5,14 @@
 //! message framing (heads, Content-Length bodies, chunked bodies) and records the index of any
 //! request whose head has both fields. The handler answers that request with 400.
 
+use super::chunked::ChunkTracker;
+
 const MAX_HEAD: usize = 64 * 1024;
 
 enum State {
     Head,
     Body(u64),
-    ChunkSize,
-    ChunkData(u64),
-    ChunkDataEnd,
-    Trailers {
-        line_empty: bool,
-    },
+    Chunked(ChunkTracker),
     /// Upgraded, unparseable or over-long input: hyper decides, we stop scanning.
     Passthrough,
 }
@@ -81,52 +78,15 @@ impl HeadScanner {
                         self.state = State::Head;
                     }
                 }
-                State::ChunkSize => match data.iter().position(|&b| b == b'\n') {
-                    None => {
-                        self.buf.extend_from_slice(data);
-                        if self.buf.len() > 4096 {
-                            self.state = State::Passthrough;
-                        }
-                        return;
+                State::Chunked(tracker) => match tracker.feed(data) {
+                    Ok(Some(n)) => {
+                        data = &data[n..];
+                        self.state = State::Head;
                     }
-                    Some(i) => {
-                        self.buf.extend_from_slice(&data[..i]);
-                        data = &data[i + 1..];
-                        let line = std::mem::take(&mut self.buf);
-                        let text = String::from_utf8_lossy(&line);
-                        let size = text.split(';').next().unwrap_or("").trim();
-                        self.state = match u64::from_str_radix(size, 16) {
-                            Ok(0) => State::Trailers { line_empty: true },
-                            Ok(n) => State::ChunkData(n),
-                            Err(_) => State::Passthrough,
-                        };
-                    }
+                    Ok(None) => return,
+                    // hyper refuses the body; nothing after it will be parsed.
+                    Err(_) => self.state = State::Passthrough,
                 },
-                State::ChunkData(n) => {
-                    let take = (*n).min(data.len() as u64);
-                    *n -= take;
-                    data = &data[take as usize..];
-                    if *n == 0 {
-                        self.state = State::ChunkDataEnd;
-                    }
-                }
-                State::ChunkDataEnd => {
-                    let b = data[0];
-                    data = &data[1..];
-                    if b == b'\n' {
-                        self.state = State::ChunkSize;
-                    }
-                }
-                State::Trailers { line_empty } => {
-                    let b = data[0];
-                    data = &data[1..];
-                    match b {
-                        b'\n' if *line_empty => self.state = State::Head,
-                        b'\n' => *line_empty = true,
-                        b'\r' => {}
-                        _ => *line_empty = false,
-                    }
-                }
             }
         }
     }
@@ -161,7 +121,7 @@ impl HeadScanner {
         } else if upgrade || connect {
             State::Passthrough
         } else if te {
-            State::ChunkSize
+            State::Chunked(ChunkTracker::default())
         } else {
             match content_length {
                 Some(0) | None => State::Head,

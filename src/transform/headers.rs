@@ -14,6 +14,22 @@ impl HeaderOps {
         self.remove.is_empty() && self.set.is_empty() && self.add.is_empty()
     }
 
+    /// Does this edit remove or replace header `name`? (The fast path then skips the original.)
+    pub fn replaces(&self, name: &[u8]) -> bool {
+        self.remove.iter().any(|n| n.as_str().as_bytes().eq_ignore_ascii_case(name))
+            || self.set.iter().any(|(n, _)| n.as_str().as_bytes().eq_ignore_ascii_case(name))
+    }
+
+    /// Writes the `set` and `add` fields as raw header lines.
+    pub fn write_raw(&self, out: &mut Vec<u8>) {
+        for (name, value) in self.set.iter().chain(&self.add) {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
     pub fn apply(&self, headers: &mut HeaderMap) {
         for name in &self.remove {
             headers.remove(name);

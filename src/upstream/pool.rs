@@ -6,6 +6,7 @@ use crate::pipeline::body::RequestBody;
 use hyper::client::conn::{http1, http2};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
 
 struct Idle {
     sender: http1::SendRequest<RequestBody>,
@@ -16,6 +17,8 @@ struct Idle {
 pub struct Pool {
     idle: Mutex<Vec<Idle>>,
     shared_h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
+    /// Plain sockets used by the HTTP/1 fast path, which speaks HTTP/1.1 on them itself.
+    raw_idle: Mutex<Vec<(TcpStream, Instant)>>,
 }
 
 impl Pool {
@@ -59,13 +62,35 @@ impl Pool {
         *self.shared_h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender);
     }
 
+    /// The most recently used idle plain socket that is not too old.
+    pub fn checkout_raw(&self, idle_timeout: Duration) -> Option<TcpStream> {
+        let mut idle = self.raw_idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some((s, since)) = idle.pop() {
+            if since.elapsed() < idle_timeout {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    pub fn put_raw(&self, stream: TcpStream, max_idle: usize) {
+        let mut idle = self.raw_idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < max_idle {
+            idle.push((stream, Instant::now()));
+        }
+    }
+
     /// Closes idle connections older than `idle_timeout` (called by the maintenance task).
     pub fn reap(&self, idle_timeout: Duration) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         idle.retain(|c| !c.sender.is_closed() && c.since.elapsed() < idle_timeout);
+        drop(idle);
+        let mut raw = self.raw_idle.lock().unwrap_or_else(|p| p.into_inner());
+        raw.retain(|(_, since)| since.elapsed() < idle_timeout);
     }
 
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+        let general = self.idle.lock().unwrap_or_else(|p| p.into_inner()).len();
+        general + self.raw_idle.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }

@@ -1,7 +1,7 @@
 //! Consistent hashing on a ring of virtual nodes (Karger et al.). When a backend leaves, only the
 //! keys that mapped to it move; the rest keep their backend.
 
-use http::request::Parts;
+use crate::route::RequestView;
 use std::net::IpAddr;
 
 /// Which part of a request is hashed.
@@ -33,15 +33,15 @@ impl HashKey {
     }
 
     /// Hash of this key for a request; None when the request lacks it (a random backend is used).
-    pub fn hash(&self, parts: &Parts, client: IpAddr) -> Option<u64> {
+    pub fn hash<R: RequestView>(&self, req: &R, client: IpAddr) -> Option<u64> {
         match self {
             HashKey::ClientIp => Some(match client {
                 IpAddr::V4(v4) => hash_bytes(&v4.octets()),
                 IpAddr::V6(v6) => hash_bytes(&v6.octets()),
             }),
-            HashKey::Path => Some(hash_bytes(parts.uri.path().as_bytes())),
-            HashKey::Header(name) => parts.headers.get(name).map(|v| hash_bytes(v.as_bytes())),
-            HashKey::Cookie(name) => crate::route::cookie_value(&parts.headers, name).map(|v| hash_bytes(v.as_bytes())),
+            HashKey::Path => Some(hash_bytes(req.path().as_bytes())),
+            HashKey::Header(name) => req.header(name.as_str()).map(hash_bytes),
+            HashKey::Cookie(name) => crate::route::cookie_value(req, name).map(|v| hash_bytes(v.as_bytes())),
         }
     }
 }

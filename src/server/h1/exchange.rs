@@ -1,0 +1,620 @@
+//! One request/response exchange on the fast path: route, pick a backend, write the request,
+//! relay the response. Failures before the response head reached the client are answered with
+//! the same statuses as on the general path; after that, the connection is closed.
+
+use super::head::{ParsedResponse, RawRequest};
+use super::write::{self, line};
+use super::{Conn, Next};
+use crate::observe::access_log::LogOnEnd;
+use crate::pipeline::body::OnBodyEnd;
+use crate::pipeline::ctx::RequestCtx;
+use crate::pipeline::respond::ProxyError;
+use crate::route::{self, Action, RequestView, Route};
+use crate::runtime::Runtime;
+use crate::server::chunked::ChunkTracker;
+use crate::server::conn::ConnInfo;
+use crate::snapshot::Snapshot;
+use crate::upstream::backend::InflightGuard;
+use crate::upstream::balance::PickInput;
+use crate::upstream::{self, Backend, Upstream};
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Request bodies up to this size are sent together with the head (and can be replayed).
+const INLINE_BODY: usize = 64 * 1024;
+
+struct Outcome {
+    status: u16,
+    bytes_out: u64,
+    complete: bool,
+    upstream: Option<Arc<str>>,
+    upstream_time: Option<Duration>,
+    error: Option<String>,
+    next: Next,
+}
+
+pub(crate) async fn run<T>(io: &mut T, c: &mut Conn, info: &ConnInfo, rt: &Runtime, snap: &Snapshot) -> Next
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    let listener = &info.listener;
+    let head = &c.head;
+    if listener.redirect_https.is_some() || head.chunked || head.upgrade || head.expect || head.http10 {
+        return Next::Handoff;
+    }
+    let buf = &c.rbuf[..];
+    let view = RawRequest { buf, head };
+    let route = snap.router.find(&view, &routing_host(head.host.as_ref().map(|r| &buf[r.clone()]).unwrap_or(b"")));
+    if let Some(route) = route {
+        let fast = matches!(&route.action, Action::Proxy(up) if !up.http2 && up.tls.is_none())
+            && route.stages.iter().all(|s| s.works_on_raw_heads());
+        if !fast {
+            return Next::Handoff;
+        }
+    }
+    let id_name = listener.request_id_header.as_str().as_bytes();
+    let mut generated = [0u8; 32];
+    let request_id: Vec<u8> = match view.header(listener.request_id_header.as_str()) {
+        Some(v) if !v.is_empty() && v.len() <= 200 => v.to_vec(),
+        _ => {
+            write::request_id(&mut generated);
+            generated.to_vec()
+        }
+    };
+    let consumed = head.len + head.content_length.unwrap_or(0) as usize;
+    let outcome = match route {
+        None => refuse(io, c, ProxyError::NoRoute, id_name, &request_id, consumed).await,
+        Some(route) => match &route.action {
+            Action::Proxy(up) => proxy(io, c, info, route, up, id_name, &request_id).await,
+            _ => return Next::Handoff,
+        },
+    };
+    if let Some(log) = rt.access_log() {
+        let (buf, head) = (&c.rbuf[..], &c.head);
+        let view = RawRequest { buf, head };
+        let ctx = RequestCtx {
+            received: std::time::SystemTime::now() - started.elapsed(),
+            started,
+            client: info.peer,
+            method: http::Method::from_bytes(view.method().as_bytes()).unwrap_or(http::Method::GET),
+            host: routing_host(head.host.as_ref().map(|r| &buf[r.clone()]).unwrap_or(b"")).into_owned(),
+            path: view.path().to_string(),
+            proto: "HTTP/1.1",
+            request_id: http::HeaderValue::from_bytes(&request_id).unwrap_or(http::HeaderValue::from_static("-")),
+            bytes_in: head.content_length.unwrap_or(0),
+            status: outcome.status,
+            route: route.map(|r| r.name.clone()),
+            upstream: outcome.upstream,
+            upstream_time: outcome.upstream_time,
+            error: outcome.error,
+        };
+        LogOnEnd::new(ctx, log).finish(outcome.complete, outcome.bytes_out);
+    }
+    outcome.next
+}
+
+/// Host for routing: lower case, without port (borrowed when already lower case).
+fn routing_host(raw: &[u8]) -> Cow<'_, str> {
+    let s = std::str::from_utf8(raw).unwrap_or("");
+    let s = if s.starts_with('[') {
+        s.find(']').map(|i| &s[..=i]).unwrap_or(s)
+    } else {
+        match s.rfind(':') {
+            Some(i) if s[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &s[..i],
+            _ => s,
+        }
+    };
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+async fn refuse<T: AsyncWrite + Unpin>(io: &mut T, c: &mut Conn, e: ProxyError, id_name: &[u8], id: &[u8], consumed: usize) -> Outcome {
+    // Keep the connection only when the whole request (head and body) is already buffered.
+    let close = c.head.close || consumed > c.rbuf.len();
+    write::error_response(&mut c.wbuf, &e, Some((id_name, id)), close);
+    let ok = io.write_all(&c.wbuf).await.is_ok();
+    Outcome {
+        status: e.status().as_u16(),
+        bytes_out: 0,
+        complete: ok,
+        upstream: None,
+        upstream_time: None,
+        error: Some(e.to_string()),
+        next: if close || !ok { Next::Close } else { Next::KeepAlive { consumed } },
+    }
+}
+
+/// Why an attempt failed, and whether the request may be sent again.
+enum AttemptError {
+    /// Nothing was sent (connect failed): always retryable.
+    Connect(ProxyError),
+    /// Sent on a reused connection that turned out closed, before any answer byte.
+    Stale,
+    /// Sent, then failed or timed out.
+    Failed(ProxyError),
+    /// The client side failed (body read); give up without blaming the backend.
+    Client,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn proxy<T>(io: &mut T, c: &mut Conn, info: &ConnInfo, route: &Route, up: &Upstream, id_name: &[u8], request_id: &[u8]) -> Outcome
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let body_len = c.head.content_length.unwrap_or(0) as usize;
+    let buffered_body = body_len.min(c.rbuf.len() - c.head.len);
+    let streamed_body = body_len - buffered_body;
+    let replayable = streamed_body == 0 && body_len <= INLINE_BODY;
+    build_request(c, info, route, id_name, request_id, buffered_body);
+
+    let (key_hash, preferred, sticky_in) = {
+        let view = RawRequest { buf: &c.rbuf[..], head: &c.head };
+        let key_hash = up.hash_key.as_ref().and_then(|k| k.hash(&view, c.client_ip));
+        let sticky_in = up.sticky_cookie.as_deref().and_then(|n| route::cookie_value(&view, n)).map(str::to_string);
+        let preferred = sticky_in.as_deref().and_then(|v| up.sticky_backend(v));
+        (key_hash, preferred, sticky_in)
+    };
+    let method = &c.rbuf[c.head.method.clone()];
+    let idempotent = matches!(method, b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE");
+    let is_head = method == b"HEAD";
+
+    let mut tried: Vec<usize> = Vec::new();
+    let mut stale_retries = 0;
+    let mut last_error: Option<ProxyError> = None;
+    let consumed = c.head.len + body_len;
+    loop {
+        let pick = match (tried.is_empty(), preferred) {
+            (true, Some(i)) => Some(i),
+            _ => up.balancer.pick(&up.backends, &up.weights, &PickInput { key_hash, exclude: &tried }),
+        };
+        let Some(idx) = pick else {
+            let e = last_error.unwrap_or_else(|| ProxyError::NoHealthyBackend(up.name.clone()));
+            return failed(io, c, e, None, id_name, request_id, consumed, streamed_body > 0).await;
+        };
+        let backend = up.backends[idx].clone();
+        let attempt = tried.len() as u32;
+        let inflight = InflightGuard::new(backend.clone());
+        let sent_at = Instant::now();
+        match attempt_exchange(io, c, up, &backend, streamed_body, idempotent).await {
+            Ok(stream) => {
+                let upstream_time = sent_at.elapsed();
+                let status = c.resp.status;
+                if status >= 500 {
+                    report_failure(up, &backend, &ProxyError::UpstreamStatus(status));
+                } else {
+                    backend.report_success(upstream_time);
+                }
+                let sticky = up.sticky_cookie.as_deref().and_then(|name| {
+                    let value = upstream::sticky_value(&backend.addr);
+                    (sticky_in.as_deref() != Some(value.as_str())).then(|| format!("{name}={value}; Path=/; HttpOnly"))
+                });
+                let (bytes_out, complete, reusable, close) = relay_response(io, c, route, id_name, request_id, is_head, sticky, stream).await;
+                if let Some(stream) = reusable {
+                    backend.pool.put_raw(stream, up.pool.max_idle);
+                }
+                drop(inflight);
+                return Outcome {
+                    status,
+                    bytes_out,
+                    complete,
+                    upstream: Some(backend.addr.clone()),
+                    upstream_time: Some(upstream_time),
+                    error: None,
+                    next: if close || !complete { Next::Close } else { Next::KeepAlive { consumed } },
+                };
+            }
+            Err(AttemptError::Stale) if replayable && idempotent && stale_retries < 3 => {
+                stale_retries += 1;
+                continue;
+            }
+            Err(AttemptError::Stale) => {
+                let e = ProxyError::UpstreamFailed { addr: backend.addr.to_string(), reason: "connection closed before the response".into() };
+                report_failure(up, &backend, &e);
+                last_error = Some(e);
+            }
+            Err(AttemptError::Connect(e)) => {
+                report_failure(up, &backend, &e);
+                tried.push(idx);
+                let more = attempt < up.retries && streamed_body == 0;
+                last_error = Some(e);
+                if more {
+                    continue;
+                }
+                let e = last_error.take().unwrap_or_else(|| ProxyError::NoHealthyBackend(up.name.clone()));
+                return failed(io, c, e, Some(backend.addr.clone()), id_name, request_id, consumed, streamed_body > 0).await;
+            }
+            Err(AttemptError::Failed(e)) => {
+                report_failure(up, &backend, &e);
+                last_error = Some(e);
+            }
+            Err(AttemptError::Client) => {
+                return Outcome { status: 400, bytes_out: 0, complete: false, upstream: Some(backend.addr.clone()), upstream_time: None, error: Some("client body read failed".into()), next: Next::Close };
+            }
+        }
+        tried.push(idx);
+        if attempt >= up.retries || !(replayable && idempotent && body_len == 0) {
+            let e = last_error.take().unwrap_or_else(|| ProxyError::NoHealthyBackend(up.name.clone()));
+            return failed(io, c, e, Some(backend.addr.clone()), id_name, request_id, consumed, streamed_body > 0).await;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn failed<T: AsyncWrite + Unpin>(
+    io: &mut T,
+    c: &mut Conn,
+    e: ProxyError,
+    upstream: Option<Arc<str>>,
+    id_name: &[u8],
+    id: &[u8],
+    consumed: usize,
+    body_unread: bool,
+) -> Outcome {
+    tracing::warn!(reason = %e, "request failed");
+    let mut o = refuse(io, c, e, id_name, id, if body_unread { usize::MAX } else { consumed }).await;
+    if body_unread {
+        o.next = Next::Close;
+    }
+    o.upstream = upstream;
+    o
+}
+
+fn report_failure(up: &Upstream, backend: &Backend, why: &ProxyError) {
+    if let Some(ejected_for) = backend.report_failure(&up.passive) {
+        tracing::warn!(upstream = %up.name, backend = %backend.addr, reason = %why, ?ejected_for, "backend ejected by passive health");
+    }
+}
+
+/// The upstream request head (and the buffered part of the body) into `c.wbuf`.
+fn build_request(c: &mut Conn, info: &ConnInfo, route: &Route, id_name: &[u8], request_id: &[u8], buffered_body: usize) {
+    let (buf, head, out) = (&c.rbuf[..], &c.head, &mut c.wbuf);
+    let ops: Vec<&crate::transform::HeaderOps> = route.stages.iter().filter_map(|s| s.request_header_ops()).collect();
+    let replaced = |name: &[u8]| ops.iter().any(|o| o.replaces(name));
+    out.clear();
+    out.extend_from_slice(&buf[head.method.clone()]);
+    out.push(b' ');
+    let path = std::str::from_utf8(&buf[head.path.clone()]).unwrap_or("/");
+    out.extend_from_slice(route.rewrite.apply(path).as_bytes());
+    if let Some(q) = &head.query {
+        out.push(b'?');
+        out.extend_from_slice(&buf[q.clone()]);
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut prior_xff: Vec<&[u8]> = Vec::new();
+    let mut prior_forwarded: Vec<&[u8]> = Vec::new();
+    let (mut has_proto, mut has_fhost) = (false, false);
+    for (n, v) in &head.headers {
+        let name = &buf[n.clone()];
+        let value = &buf[v.clone()];
+        let lower = |s: &[u8]| name.eq_ignore_ascii_case(s);
+        if is_hop_by_hop(name, value) || head.connection_lists(buf, &name.to_ascii_lowercase()) || lower(id_name) || replaced(name) {
+            continue;
+        }
+        if lower(b"x-forwarded-for") {
+            prior_xff.push(value);
+            continue;
+        }
+        if lower(b"forwarded") {
+            prior_forwarded.push(value);
+            continue;
+        }
+        if lower(b"x-forwarded-proto") {
+            if !c.trusted {
+                continue;
+            }
+            has_proto = true;
+        }
+        if lower(b"x-forwarded-host") {
+            if !c.trusted {
+                continue;
+            }
+            has_fhost = true;
+        }
+        line(out, name, value);
+    }
+    let proto: &[u8] = if info.listener.tls.is_some() { b"https" } else { b"http" };
+    let ip = c.client_ip_text.as_bytes();
+    let host = head.host.as_ref().map(|r| &buf[r.clone()]).unwrap_or(b"");
+    if !replaced(b"x-forwarded-for") {
+        out.extend_from_slice(b"x-forwarded-for: ");
+        if c.trusted {
+            for p in &prior_xff {
+                out.extend_from_slice(p);
+                out.extend_from_slice(b", ");
+            }
+        }
+        out.extend_from_slice(ip);
+        out.extend_from_slice(b"\r\n");
+    }
+    if !has_proto && !replaced(b"x-forwarded-proto") {
+        line(out, b"x-forwarded-proto", proto);
+    }
+    if !has_fhost && !host.is_empty() && !replaced(b"x-forwarded-host") {
+        line(out, b"x-forwarded-host", host);
+    }
+    if !replaced(b"forwarded") {
+        out.extend_from_slice(b"forwarded: ");
+        if c.trusted {
+            for p in &prior_forwarded {
+                out.extend_from_slice(p);
+                out.extend_from_slice(b", ");
+            }
+        }
+        out.extend_from_slice(b"for=");
+        if c.client_ip.is_ipv6() {
+            out.extend_from_slice(b"\"[");
+            out.extend_from_slice(ip);
+            out.extend_from_slice(b"]\"");
+        } else {
+            out.extend_from_slice(ip);
+        }
+        out.extend_from_slice(b";proto=");
+        out.extend_from_slice(proto);
+        if !host.is_empty() {
+            out.extend_from_slice(b";host=");
+            if host.iter().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(b)) {
+                out.extend_from_slice(host);
+            } else {
+                out.push(b'"');
+                for &b in host {
+                    if b == b'"' || b == b'\\' {
+                        out.push(b'\\');
+                    }
+                    out.push(b);
+                }
+                out.push(b'"');
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    line(out, id_name, request_id);
+    for o in &ops {
+        o.write_raw(out);
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&buf[head.len..head.len + buffered_body]);
+}
+
+fn is_hop_by_hop(name: &[u8], value: &[u8]) -> bool {
+    match name.len() {
+        2 => name.eq_ignore_ascii_case(b"te") && !value.eq_ignore_ascii_case(b"trailers"),
+        7 => name.eq_ignore_ascii_case(b"upgrade") || name.eq_ignore_ascii_case(b"trailer"),
+        10 => name.eq_ignore_ascii_case(b"connection") || name.eq_ignore_ascii_case(b"keep-alive"),
+        16 => name.eq_ignore_ascii_case(b"proxy-connection"),
+        17 => name.eq_ignore_ascii_case(b"transfer-encoding"),
+        _ => false,
+    }
+}
+
+/// Sends the request on a pooled or new connection and reads the response head into `c.resp`.
+async fn attempt_exchange<T>(io: &mut T, c: &mut Conn, up: &Upstream, backend: &Backend, streamed_body: usize, idempotent: bool) -> Result<TcpStream, AttemptError>
+where
+    T: AsyncRead + Unpin,
+{
+    let (mut stream, reused) = match backend.pool.checkout_raw(up.pool.idle_timeout) {
+        Some(s) if idempotent || still_open(&s) => (s, true),
+        _ => (connect(backend, up.connect_timeout).await.map_err(AttemptError::Connect)?, false),
+    };
+    let on_send_error = |reused: bool, e: std::io::Error| {
+        if reused {
+            AttemptError::Stale
+        } else {
+            AttemptError::Failed(ProxyError::UpstreamFailed { addr: backend.addr.to_string(), reason: e.to_string() })
+        }
+    };
+    stream.write_all(&c.wbuf).await.map_err(|e| on_send_error(reused, e))?;
+    if streamed_body > 0 {
+        // The rest of the body comes straight from the client socket.
+        let mut left = streamed_body;
+        let mut chunk = vec![0u8; 64 * 1024];
+        while left > 0 {
+            let want = left.min(chunk.len());
+            let n = io.read(&mut chunk[..want]).await.map_err(|_| AttemptError::Client)?;
+            if n == 0 {
+                return Err(AttemptError::Client);
+            }
+            stream.write_all(&chunk[..n]).await.map_err(|e| on_send_error(false, e))?;
+            left -= n;
+        }
+    }
+    c.ubuf.clear();
+    let read_head = async {
+        loop {
+            if c.ubuf.capacity() - c.ubuf.len() < 4096 {
+                c.ubuf.reserve(16 * 1024);
+            }
+            let n = stream.read_buf(&mut c.ubuf).await;
+            match n {
+                Ok(0) | Err(_) if c.ubuf.is_empty() && reused => return Err(AttemptError::Stale),
+                Ok(0) => return Err(AttemptError::Failed(ProxyError::UpstreamFailed { addr: backend.addr.to_string(), reason: "connection closed before a complete response head".into() })),
+                Err(e) => return Err(AttemptError::Failed(ProxyError::UpstreamFailed { addr: backend.addr.to_string(), reason: e.to_string() })),
+                Ok(_) => {}
+            }
+            loop {
+                match c.resp.parse(&c.ubuf) {
+                    Ok(ParsedResponse::Partial) => break,
+                    Ok(ParsedResponse::Complete) if (100..200).contains(&c.resp.status) => {
+                        // Interim answers (100 Continue, 103 Early Hints) are not relayed.
+                        let _ = bytes::Buf::advance(&mut c.ubuf, c.resp.len);
+                        if c.ubuf.is_empty() {
+                            break;
+                        }
+                    }
+                    Ok(ParsedResponse::Complete) => return Ok(()),
+                    Err(reason) => return Err(AttemptError::Failed(ProxyError::UpstreamFailed { addr: backend.addr.to_string(), reason })),
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(up.response_timeout, read_head).await {
+        Ok(Ok(())) => Ok(stream),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(AttemptError::Failed(ProxyError::UpstreamTimeout { addr: backend.addr.to_string(), after: up.response_timeout })),
+    }
+}
+
+async fn connect(backend: &Backend, timeout: Duration) -> Result<TcpStream, ProxyError> {
+    let addr = &*backend.addr;
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Err(_) => Err(ProxyError::Connect(format!("connect to {addr} timed out after {timeout:?}"))),
+        Ok(Err(e)) => Err(ProxyError::Connect(format!("connect to {addr} failed: {e}"))),
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+    }
+}
+
+/// A pooled socket the backend has not closed (checked only when a replay would be unsafe).
+fn still_open(s: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(s.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+/// Writes the response head and relays the body. Returns (bytes of body sent, whether the
+/// response was complete, the upstream socket if it can be reused, whether to close the client).
+#[allow(clippy::too_many_arguments)]
+async fn relay_response<T>(
+    io: &mut T,
+    c: &mut Conn,
+    route: &Route,
+    id_name: &[u8],
+    request_id: &[u8],
+    is_head: bool,
+    sticky: Option<String>,
+    mut stream: TcpStream,
+) -> (u64, bool, Option<TcpStream>, bool)
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let resp = &c.resp;
+    let ubuf = &c.ubuf[..];
+    let no_body = is_head || resp.status == 204 || resp.status == 304;
+    let close_delimited = !no_body && !resp.chunked && resp.content_length.is_none();
+    let close_client = c.head.close || close_delimited;
+    let ops: Vec<&crate::transform::HeaderOps> = route.stages.iter().filter_map(|s| s.response_header_ops()).collect();
+    let out = &mut c.wbuf;
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    write::decimal(out, u64::from(resp.status));
+    out.push(b' ');
+    out.extend_from_slice(&ubuf[resp.reason.clone()]);
+    out.extend_from_slice(b"\r\n");
+    for (n, v) in &resp.headers {
+        let name = &ubuf[n.clone()];
+        let value = &ubuf[v.clone()];
+        let relay_te = resp.chunked && name.eq_ignore_ascii_case(b"transfer-encoding");
+        if (!relay_te && is_hop_by_hop(name, value))
+            || resp.connection_lists(ubuf, &name.to_ascii_lowercase())
+            || name.eq_ignore_ascii_case(id_name)
+            || ops.iter().any(|o| o.replaces(name))
+        {
+            continue;
+        }
+        line(out, name, value);
+    }
+    line(out, id_name, request_id);
+    if let Some(cookie) = &sticky {
+        line(out, b"set-cookie", cookie.as_bytes());
+    }
+    for o in &ops {
+        o.write_raw(out);
+    }
+    if close_client {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+
+    // Body bytes that arrived with the head go out in the same write when they are few.
+    let initial = &ubuf[resp.len..];
+    let mut sent: u64 = 0;
+    let mut upstream_done = no_body;
+    let mut reusable = !resp.close;
+    let mut tracker = resp.chunked.then(ChunkTracker::default);
+    let mut left = resp.content_length.unwrap_or(u64::MAX);
+    let take = |data: &[u8], tracker: &mut Option<ChunkTracker>, left: &mut u64, done: &mut bool, reusable: &mut bool| -> usize {
+        if *done {
+            return 0;
+        }
+        if let Some(t) = tracker {
+            match t.feed(data) {
+                Ok(Some(n)) => {
+                    *done = true;
+                    if n < data.len() {
+                        *reusable = false;
+                    }
+                    n
+                }
+                Ok(None) => data.len(),
+                Err(_) => {
+                    *reusable = false;
+                    *done = true;
+                    data.len()
+                }
+            }
+        } else if close_delimited {
+            data.len()
+        } else {
+            let n = (*left).min(data.len() as u64) as usize;
+            *left -= n as u64;
+            if *left == 0 {
+                *done = true;
+            }
+            if n < data.len() {
+                *reusable = false;
+            }
+            n
+        }
+    };
+    if !no_body && resp.content_length == Some(0) {
+        upstream_done = true;
+    }
+    let n = take(initial, &mut tracker, &mut left, &mut upstream_done, &mut reusable);
+    if no_body && !initial.is_empty() {
+        reusable = false;
+    }
+    out.extend_from_slice(&initial[..n]);
+    sent += n as u64;
+    if io.write_all(out).await.is_err() {
+        return (sent, false, None, true);
+    }
+    let mut chunk = std::mem::take(&mut c.ubuf);
+    let mut complete = true;
+    while !upstream_done {
+        chunk.clear();
+        if chunk.capacity() < 16 * 1024 {
+            chunk.reserve(64 * 1024);
+        }
+        match stream.read_buf(&mut chunk).await {
+            Ok(0) if close_delimited => {
+                upstream_done = true;
+                reusable = false;
+            }
+            Ok(0) | Err(_) => {
+                complete = false;
+                reusable = false;
+                break;
+            }
+            Ok(_) => {
+                let n = take(&chunk, &mut tracker, &mut left, &mut upstream_done, &mut reusable);
+                if io.write_all(&chunk[..n]).await.is_err() {
+                    complete = false;
+                    reusable = false;
+                    break;
+                }
+                sent += n as u64;
+            }
+        }
+    }
+    c.ubuf = chunk;
+    // Like the general path, count body bytes without chunk framing.
+    let body_bytes = tracker.map_or(sent, |t| t.payload);
+    (body_bytes, complete, (complete && reusable).then_some(stream), close_client)
+}

@@ -1,0 +1,357 @@
+//! Request and response heads parsed with httparse and kept as byte ranges into the read
+//! buffer, so nothing is copied or allocated per header. Validation here is the same as on the
+//! general path: anything ambiguous is refused, never forwarded.
+
+use crate::pipeline::respond::ProxyError;
+use crate::route::RequestView;
+use crate::server::limits::Limits;
+use std::ops::Range;
+
+/// Enough header slots for the default limit; larger limits fall back to a heap array.
+const STACK_HEADERS: usize = 128;
+
+#[derive(Default)]
+pub struct RequestHead {
+    /// Length of the head including the blank line.
+    pub len: usize,
+    pub method: Range<usize>,
+    pub path: Range<usize>,
+    pub query: Option<Range<usize>>,
+    pub http10: bool,
+    pub headers: Vec<(Range<usize>, Range<usize>)>,
+    pub content_length: Option<u64>,
+    pub chunked: bool,
+    pub upgrade: bool,
+    pub expect: bool,
+    /// The client asked to close after this exchange (`Connection: close`).
+    pub close: bool,
+    pub host: Option<Range<usize>>,
+    /// Values of `Connection` headers (their tokens name more hop-by-hop fields).
+    pub connection: Vec<Range<usize>>,
+}
+
+pub enum Parsed {
+    Complete,
+    Partial,
+    /// Not something the fast path handles (HTTP/2 preface, absolute-form target, ...): hand the
+    /// connection to the general path.
+    Unsupported,
+}
+
+impl RequestHead {
+    /// Parses `buf` into `self`. Errors are answered and the connection closed.
+    pub fn parse(&mut self, buf: &[u8], limits: &Limits) -> Result<Parsed, ProxyError> {
+        if buf.starts_with(b"PRI * HTTP/2.0") {
+            return Ok(Parsed::Unsupported);
+        }
+        let slots = limits.max_headers.saturating_add(1);
+        let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+        let mut heap;
+        let headers: &mut [httparse::Header] = if slots <= STACK_HEADERS {
+            &mut stack[..slots]
+        } else {
+            heap = vec![httparse::EMPTY_HEADER; slots];
+            &mut heap
+        };
+        let mut req = httparse::Request::new(headers);
+        let len = match req.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => {
+                return if buf.len() > limits.max_header_bytes { Err(ProxyError::HeadersTooLarge) } else { Ok(Parsed::Partial) };
+            }
+            Err(httparse::Error::TooManyHeaders) => return Err(ProxyError::HeadersTooLarge),
+            Err(httparse::Error::Version) => return Ok(Parsed::Unsupported),
+            Err(_) => return Err(ProxyError::BadRequest("malformed request head")),
+        };
+        if len > limits.max_header_bytes {
+            return Err(ProxyError::HeadersTooLarge);
+        }
+        if req.headers.len() > limits.max_headers {
+            return Err(ProxyError::HeadersTooLarge);
+        }
+        let base = buf.as_ptr() as usize;
+        let range = |s: &[u8]| {
+            let start = s.as_ptr() as usize - base;
+            start..start + s.len()
+        };
+        let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+            return Err(ProxyError::BadRequest("malformed request line"));
+        };
+        if target.len() > limits.max_uri_bytes {
+            return Err(ProxyError::UriTooLong);
+        }
+        if !target.starts_with('/') || !target.is_ascii() || method == "CONNECT" {
+            return Ok(Parsed::Unsupported);
+        }
+        self.len = len;
+        self.method = range(method.as_bytes());
+        let t = range(target.as_bytes());
+        match target.find('?') {
+            Some(q) => {
+                self.path = t.start..t.start + q;
+                self.query = Some(t.start + q + 1..t.end);
+            }
+            None => {
+                self.path = t;
+                self.query = None;
+            }
+        }
+        self.http10 = version == 0;
+        self.headers.clear();
+        self.connection.clear();
+        self.content_length = None;
+        self.chunked = false;
+        self.upgrade = false;
+        self.expect = false;
+        self.close = version == 0;
+        self.host = None;
+        let mut te_count = 0;
+        for h in req.headers.iter() {
+            let (n, v) = (range(h.name.as_bytes()), range(h.value));
+            let name = h.name.as_bytes();
+            match name.len() {
+                4 if name.eq_ignore_ascii_case(b"host") => {
+                    if self.host.is_some() {
+                        return Err(ProxyError::BadRequest("more than one Host header"));
+                    }
+                    if h.value.is_empty() || std::str::from_utf8(h.value).is_err() {
+                        return Err(ProxyError::BadRequest("invalid Host header"));
+                    }
+                    self.host = Some(v.clone());
+                }
+                14 if name.eq_ignore_ascii_case(b"content-length") => {
+                    let n: u64 = std::str::from_utf8(h.value)
+                        .ok()
+                        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                        .and_then(|s| s.parse().ok())
+                        .ok_or(ProxyError::BadRequest("invalid Content-Length"))?;
+                    if self.content_length.is_some_and(|prev| prev != n) {
+                        return Err(ProxyError::BadRequest("conflicting Content-Length headers"));
+                    }
+                    self.content_length = Some(n);
+                }
+                17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                    te_count += 1;
+                    if !h.value.eq_ignore_ascii_case(b"chunked") || te_count > 1 {
+                        return Err(ProxyError::BadRequest("unsupported Transfer-Encoding"));
+                    }
+                    self.chunked = true;
+                }
+                10 if name.eq_ignore_ascii_case(b"connection") => {
+                    if has_token(h.value, b"close") {
+                        self.close = true;
+                    } else if has_token(h.value, b"keep-alive") && version == 0 {
+                        self.close = false;
+                    }
+                    if has_token(h.value, b"upgrade") {
+                        self.upgrade = true;
+                    }
+                    self.connection.push(v.clone());
+                }
+                7 if name.eq_ignore_ascii_case(b"upgrade") => self.upgrade = true,
+                6 if name.eq_ignore_ascii_case(b"expect") => self.expect = true,
+                _ => {}
+            }
+            self.headers.push((n, v));
+        }
+        if self.chunked && self.content_length.is_some() {
+            return Err(ProxyError::BadRequest("both Content-Length and Transfer-Encoding"));
+        }
+        if self.host.is_none() && !self.http10 {
+            return Err(ProxyError::BadRequest("missing Host header"));
+        }
+        if self.content_length.is_some_and(|n| n > limits.max_body_bytes) {
+            return Err(ProxyError::BodyTooLarge);
+        }
+        Ok(Parsed::Complete)
+    }
+
+    /// Is `name` (lower case) listed in a `Connection` header of this request?
+    pub fn connection_lists(&self, buf: &[u8], name: &[u8]) -> bool {
+        self.connection.iter().any(|r| has_token(&buf[r.clone()], name))
+    }
+}
+
+/// Case-insensitive search for `token` in a comma-separated header value.
+pub fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// A parsed request seen through the routing interface.
+pub struct RawRequest<'a> {
+    pub buf: &'a [u8],
+    pub head: &'a RequestHead,
+}
+
+impl<'a> RawRequest<'a> {
+    fn str(&self, r: &Range<usize>) -> &'a str {
+        // Method and target were checked to be ASCII by httparse and `parse`.
+        std::str::from_utf8(&self.buf[r.clone()]).unwrap_or("")
+    }
+}
+
+impl RequestView for RawRequest<'_> {
+    fn method(&self) -> &str {
+        self.str(&self.head.method)
+    }
+
+    fn path(&self) -> &str {
+        self.str(&self.head.path)
+    }
+
+    fn query(&self) -> Option<&str> {
+        self.head.query.as_ref().map(|q| self.str(q))
+    }
+
+    fn header_values<'b>(&'b self, name: &'b str) -> impl Iterator<Item = &'b [u8]> + 'b {
+        self.head
+            .headers
+            .iter()
+            .filter(move |(n, _)| self.buf[n.clone()].eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| &self.buf[v.clone()])
+    }
+
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.head
+            .headers
+            .iter()
+            .find(|(n, _)| self.buf[n.clone()].eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| &self.buf[v.clone()])
+    }
+}
+
+/// A backend's response head.
+#[derive(Default)]
+pub struct ResponseHead {
+    pub len: usize,
+    pub status: u16,
+    pub reason: Range<usize>,
+    pub http10: bool,
+    pub headers: Vec<(Range<usize>, Range<usize>)>,
+    pub content_length: Option<u64>,
+    pub chunked: bool,
+    pub close: bool,
+    pub connection: Vec<Range<usize>>,
+}
+
+pub enum ParsedResponse {
+    Complete,
+    Partial,
+}
+
+impl ResponseHead {
+    pub fn parse(&mut self, buf: &[u8]) -> Result<ParsedResponse, String> {
+        let mut headers = [httparse::EMPTY_HEADER; STACK_HEADERS];
+        let mut resp = httparse::Response::new(&mut headers);
+        let len = match resp.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) if buf.len() > 64 * 1024 => return Err("response head too large".into()),
+            Ok(httparse::Status::Partial) => return Ok(ParsedResponse::Partial),
+            Err(e) => return Err(format!("invalid response head: {e}")),
+        };
+        let base = buf.as_ptr() as usize;
+        let range = |s: &[u8]| {
+            let start = s.as_ptr() as usize - base;
+            start..start + s.len()
+        };
+        self.len = len;
+        self.status = resp.code.unwrap_or(0);
+        self.reason = range(resp.reason.unwrap_or("").as_bytes());
+        self.http10 = resp.version == Some(0);
+        self.close = self.http10;
+        self.headers.clear();
+        self.connection.clear();
+        self.content_length = None;
+        self.chunked = false;
+        for h in resp.headers.iter() {
+            let name = h.name.as_bytes();
+            let v = range(h.value);
+            if name.eq_ignore_ascii_case(b"content-length") {
+                let n: u64 = std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .ok_or_else(|| "invalid Content-Length in response".to_string())?;
+                if self.content_length.is_some_and(|p| p != n) {
+                    return Err("conflicting Content-Length in response".into());
+                }
+                self.content_length = Some(n);
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                // Framing is chunked when chunked is the last coding; the body is relayed as is.
+                let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(b"").trim_ascii();
+                self.chunked = last.eq_ignore_ascii_case(b"chunked");
+                if !self.chunked {
+                    self.close = true;
+                }
+            } else if name.eq_ignore_ascii_case(b"connection") {
+                if has_token(h.value, b"close") {
+                    self.close = true;
+                } else if self.http10 && has_token(h.value, b"keep-alive") {
+                    self.close = false;
+                }
+                self.connection.push(v.clone());
+            }
+            self.headers.push((range(name), v));
+        }
+        if self.chunked {
+            // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length; the length is not sent on.
+            self.content_length = None;
+        }
+        Ok(ParsedResponse::Complete)
+    }
+
+    pub fn connection_lists(&self, buf: &[u8], name: &[u8]) -> bool {
+        self.connection.iter().any(|r| has_token(&buf[r.clone()], name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<RequestHead, ProxyError> {
+        let mut h = RequestHead::default();
+        match h.parse(s.as_bytes(), &Limits::default())? {
+            Parsed::Complete => Ok(h),
+            _ => Err(ProxyError::BadRequest("incomplete or unsupported")),
+        }
+    }
+
+    #[test]
+    fn parses_a_simple_request() {
+        let raw = "GET /a/b?x=1 HTTP/1.1\r\nHost: a.test\r\nConnection: keep-alive, x-hop\r\n\r\n";
+        let h = parse(raw).unwrap();
+        let view = RawRequest { buf: raw.as_bytes(), head: &h };
+        assert_eq!(view.method(), "GET");
+        assert_eq!(view.path(), "/a/b");
+        assert_eq!(view.query(), Some("x=1"));
+        assert_eq!(view.header("host"), Some(&b"a.test"[..]));
+        assert!(h.connection_lists(raw.as_bytes(), b"x-hop"));
+        assert!(!h.close);
+        assert_eq!(h.len, raw.len());
+    }
+
+    #[test]
+    fn refuses_ambiguous_framing() {
+        for bad in [
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n",
+            "GET / HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn response_framing() {
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n";
+        let mut r = ResponseHead::default();
+        assert!(matches!(r.parse(raw), Ok(ParsedResponse::Complete)));
+        assert!(r.chunked && r.content_length.is_none() && !r.close);
+        let raw = b"HTTP/1.0 200 OK\r\n\r\n";
+        assert!(matches!(r.parse(raw), Ok(ParsedResponse::Complete)));
+        assert!(r.close && r.content_length.is_none());
+    }
+}

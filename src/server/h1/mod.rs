@@ -1,0 +1,146 @@
+//! HTTP/1.1 fast path. For the common case — an HTTP/1.1 request routed to a plain HTTP/1.1
+//! upstream with only header-editing stages — the connection task parses the head with httparse
+//! into byte ranges, writes the upstream request straight from those bytes, and relays the
+//! response the same way, doing the upstream I/O itself (no per-request task hand-offs, no
+//! HeaderMap or Uri). Everything else (HTTP/2, upgrades, chunked or 100-continue requests,
+//! redirects, fixed responses, TLS or HTTP/2 upstreams, other stages) goes to the general hyper
+//! path: the connection is handed over with the bytes already read, before anything of that
+//! request was acted on.
+
+mod exchange;
+mod head;
+mod write;
+
+pub use head::{RawRequest, RequestHead};
+
+use super::conn::{self, ConnInfo};
+use crate::pipeline::respond::ProxyError;
+use crate::runtime::Runtime;
+use bytes::{Buf, BytesMut};
+use head::{Parsed, ResponseHead};
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
+
+/// Per-connection buffers and parse results, reused for every request on the connection.
+pub(crate) struct Conn {
+    /// Bytes read from the client and not yet consumed.
+    rbuf: BytesMut,
+    /// Bytes read from the upstream.
+    ubuf: BytesMut,
+    /// Head (and small body) being written.
+    wbuf: Vec<u8>,
+    head: RequestHead,
+    resp: ResponseHead,
+    client_ip: IpAddr,
+    client_ip_text: String,
+    trusted: bool,
+    timer: Pin<Box<Sleep>>,
+}
+
+enum HeadRead {
+    Ready,
+    Closed,
+    Handoff,
+    Refused(ProxyError),
+}
+
+/// What to do with the connection after one exchange.
+pub(crate) enum Next {
+    KeepAlive { consumed: usize },
+    Close,
+    Handoff,
+}
+
+pub async fn serve<T>(mut io: T, info: Arc<ConnInfo>, rt: Arc<Runtime>, mut drain: watch::Receiver<bool>)
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let ip = crate::config::value::canonical(info.peer.ip());
+    let mut c = Conn {
+        rbuf: BytesMut::with_capacity(8 * 1024),
+        ubuf: BytesMut::with_capacity(16 * 1024),
+        wbuf: Vec::with_capacity(4 * 1024),
+        head: RequestHead::default(),
+        resp: ResponseHead::default(),
+        client_ip: ip,
+        client_ip_text: ip.to_string(),
+        trusted: info.listener.trusted_proxies.iter().any(|c| c.contains(ip)),
+        timer: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
+    };
+    loop {
+        match read_head(&mut io, &mut c, &info, &mut drain).await {
+            HeadRead::Ready => {}
+            HeadRead::Closed => return,
+            HeadRead::Handoff => return handoff(io, c.rbuf, info, rt, drain).await,
+            HeadRead::Refused(e) => {
+                tracing::info!(client = %info.peer, reason = %e, "request rejected");
+                write::error_response(&mut c.wbuf, &e, None, true);
+                let _ = io.write_all(&c.wbuf).await;
+                let _ = io.shutdown().await;
+                return;
+            }
+        }
+        let snap = rt.snapshot();
+        match exchange::run(&mut io, &mut c, &info, &rt, &snap).await {
+            Next::KeepAlive { consumed } => c.rbuf.advance(consumed),
+            Next::Close => {
+                let _ = io.shutdown().await;
+                return;
+            }
+            Next::Handoff => return handoff(io, c.rbuf, info, rt, drain).await,
+        }
+        if *drain.borrow() {
+            let _ = io.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// Reads until `c.rbuf` holds a complete request head. Waiting for the first byte is bounded by
+/// the idle timeout (and the header timeout, as on the general path), the rest of the head by
+/// the header timeout.
+async fn read_head<T: AsyncRead + Unpin>(io: &mut T, c: &mut Conn, info: &ConnInfo, drain: &mut watch::Receiver<bool>) -> HeadRead {
+    let limits = &info.listener.limits;
+    let mut started = false;
+    loop {
+        if !c.rbuf.is_empty() {
+            match c.head.parse(&c.rbuf, limits) {
+                Ok(Parsed::Complete) => return HeadRead::Ready,
+                Ok(Parsed::Unsupported) => return HeadRead::Handoff,
+                Ok(Parsed::Partial) => {}
+                Err(e) => return HeadRead::Refused(e),
+            }
+            if !started {
+                started = true;
+                c.timer.as_mut().reset(Instant::now() + limits.header_read_timeout);
+            }
+        } else if !started {
+            c.timer.as_mut().reset(Instant::now() + limits.idle_timeout.min(limits.header_read_timeout));
+        }
+        if c.rbuf.capacity() - c.rbuf.len() < 1024 {
+            c.rbuf.reserve(8 * 1024);
+        }
+        let read = tokio::select! {
+            biased;
+            r = io.read_buf(&mut c.rbuf) => r,
+            _ = drain.changed(), if c.rbuf.is_empty() => return HeadRead::Closed,
+            _ = &mut c.timer => return HeadRead::Closed,
+        };
+        match read {
+            Ok(0) | Err(_) => return HeadRead::Closed,
+            Ok(_) => info.touch(),
+        }
+    }
+}
+
+/// Continues the connection on the general (hyper) path, replaying the bytes already read.
+async fn handoff<T>(io: T, rbuf: BytesMut, info: Arc<ConnInfo>, rt: Arc<Runtime>, drain: watch::Receiver<bool>)
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    conn::serve(conn::Rewind::new(rbuf.freeze(), io), info, rt, true, drain).await
+}

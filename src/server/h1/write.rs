@@ -1,0 +1,75 @@
+//! Writing heads on the fast path.
+
+use crate::pipeline::respond::ProxyError;
+
+pub fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+pub fn decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// 32 lowercase hex digits of a random 128-bit id.
+pub fn request_id(out: &mut [u8; 32]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut v = fastrand::u128(..);
+    for b in out.iter_mut() {
+        *b = HEX[(v & 0xf) as usize];
+        v >>= 4;
+    }
+}
+
+/// A complete error answer (the same text as the general path's).
+pub fn error_response(out: &mut Vec<u8>, e: &ProxyError, request_id: Option<(&[u8], &[u8])>, close: bool) {
+    let status = e.status();
+    let body = match e {
+        ProxyError::BadRequest(why) => format!("400 Bad Request: {why}\n"),
+        ProxyError::NoHealthyBackend(_) => "503 Service Unavailable: no healthy upstream\n".to_string(),
+        _ => format!("{} {}\n", status.as_u16(), status.canonical_reason().unwrap_or("")),
+    };
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ");
+    decimal(out, body.len() as u64);
+    out.extend_from_slice(b"\r\n");
+    if let Some((name, value)) = request_id {
+        line(out, name, value);
+    }
+    if close || e.closes_connection() {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn decimal_and_id() {
+        let mut v = Vec::new();
+        super::decimal(&mut v, 0);
+        v.push(b' ');
+        super::decimal(&mut v, 18446744073709551615);
+        assert_eq!(v, b"0 18446744073709551615");
+        let mut id = [0u8; 32];
+        super::request_id(&mut id);
+        assert!(id.iter().all(u8::is_ascii_hexdigit));
+    }
+}
