@@ -442,7 +442,7 @@ where
                     Ok(ParsedResponse::Partial) => break,
                     Ok(ParsedResponse::Complete) if (100..200).contains(&c.resp.status) => {
                         // Interim answers (100 Continue, 103 Early Hints) are not relayed.
-                        let _ = bytes::Buf::advance(&mut c.ubuf, c.resp.len);
+                        bytes::Buf::advance(&mut c.ubuf, c.resp.len);
                         if c.ubuf.is_empty() {
                             break;
                         }
