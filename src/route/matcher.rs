@@ -96,7 +96,10 @@ impl Matcher {
             return false;
         }
         for (name, want) in &self.headers {
-            if !req.header_values(name.as_str()).any(|v| want.matches(std::str::from_utf8(v).ok())) {
+            if !req
+                .header_values(name.as_str())
+                .any(|v| want.matches(std::str::from_utf8(v).ok()))
+            {
                 return false;
             }
         }

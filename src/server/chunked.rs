@@ -3,12 +3,18 @@
 //! scanner of the general path.
 
 enum State {
-    Size { digits: usize, ext: bool, cr: bool },
+    Size {
+        digits: usize,
+        ext: bool,
+        cr: bool,
+    },
     Data(u64),
     DataCr,
     DataLf,
     /// At the start of a trailer line; `empty` = the line so far is empty.
-    Trailer { empty: bool },
+    Trailer {
+        empty: bool,
+    },
     Done,
 }
 
@@ -24,7 +30,15 @@ pub struct Malformed;
 
 impl Default for ChunkTracker {
     fn default() -> Self {
-        ChunkTracker { state: State::Size { digits: 0, ext: false, cr: false }, size: 0, payload: 0 }
+        ChunkTracker {
+            state: State::Size {
+                digits: 0,
+                ext: false,
+                cr: false,
+            },
+            size: 0,
+            payload: 0,
+        }
     }
 }
 
@@ -44,7 +58,11 @@ impl ChunkTracker {
                         if *digits == 0 {
                             return Err(Malformed);
                         }
-                        self.state = if self.size == 0 { State::Trailer { empty: true } } else { State::Data(self.size) };
+                        self.state = if self.size == 0 {
+                            State::Trailer { empty: true }
+                        } else {
+                            State::Data(self.size)
+                        };
                         self.size = 0;
                     } else if b == b'\r' {
                         *cr = true;
@@ -82,7 +100,11 @@ impl ChunkTracker {
                     if b != b'\n' {
                         return Err(Malformed);
                     }
-                    self.state = State::Size { digits: 0, ext: false, cr: false };
+                    self.state = State::Size {
+                        digits: 0,
+                        ext: false,
+                        cr: false,
+                    };
                 }
                 State::Trailer { empty } => match b {
                     b'\n' if *empty => {

@@ -16,8 +16,13 @@ impl HeaderOps {
 
     /// Does this edit remove or replace header `name`? (The fast path then skips the original.)
     pub fn replaces(&self, name: &[u8]) -> bool {
-        self.remove.iter().any(|n| n.as_str().as_bytes().eq_ignore_ascii_case(name))
-            || self.set.iter().any(|(n, _)| n.as_str().as_bytes().eq_ignore_ascii_case(name))
+        self.remove
+            .iter()
+            .any(|n| n.as_str().as_bytes().eq_ignore_ascii_case(name))
+            || self
+                .set
+                .iter()
+                .any(|(n, _)| n.as_str().as_bytes().eq_ignore_ascii_case(name))
     }
 
     /// Writes the `set` and `add` fields as raw header lines.

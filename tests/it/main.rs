@@ -5,6 +5,7 @@ mod harness;
 mod balance;
 mod cli;
 mod docs;
+mod fastpath;
 mod forwarding;
 mod h2;
 mod health;

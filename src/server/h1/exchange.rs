@@ -48,7 +48,10 @@ where
     }
     let buf = &c.rbuf[..];
     let view = RawRequest { buf, head };
-    let route = snap.router.find(&view, &routing_host(head.host.as_ref().map(|r| &buf[r.clone()]).unwrap_or(b"")));
+    let route = snap.router.find(
+        &view,
+        &routing_host(head.host.as_ref().map(|r| &buf[r.clone()]).unwrap_or(b"")),
+    );
     if let Some(route) = route {
         let fast = matches!(&route.action, Action::Proxy(up) if !up.http2 && up.tls.is_none())
             && route.stages.iter().all(|s| s.works_on_raw_heads());
@@ -115,7 +118,14 @@ fn routing_host(raw: &[u8]) -> Cow<'_, str> {
     }
 }
 
-async fn refuse<T: AsyncWrite + Unpin>(io: &mut T, c: &mut Conn, e: ProxyError, id_name: &[u8], id: &[u8], consumed: usize) -> Outcome {
+async fn refuse<T: AsyncWrite + Unpin>(
+    io: &mut T,
+    c: &mut Conn,
+    e: ProxyError,
+    id_name: &[u8],
+    id: &[u8],
+    consumed: usize,
+) -> Outcome {
     // Keep the connection only when the whole request (head and body) is already buffered.
     let close = c.head.close || consumed > c.rbuf.len();
     write::error_response(&mut c.wbuf, &e, Some((id_name, id)), close);
@@ -127,7 +137,11 @@ async fn refuse<T: AsyncWrite + Unpin>(io: &mut T, c: &mut Conn, e: ProxyError, 
         upstream: None,
         upstream_time: None,
         error: Some(e.to_string()),
-        next: if close || !ok { Next::Close } else { Next::KeepAlive { consumed } },
+        next: if close || !ok {
+            Next::Close
+        } else {
+            Next::KeepAlive { consumed }
+        },
     }
 }
 
@@ -144,7 +158,15 @@ enum AttemptError {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn proxy<T>(io: &mut T, c: &mut Conn, info: &ConnInfo, route: &Route, up: &Upstream, id_name: &[u8], request_id: &[u8]) -> Outcome
+async fn proxy<T>(
+    io: &mut T,
+    c: &mut Conn,
+    info: &ConnInfo,
+    route: &Route,
+    up: &Upstream,
+    id_name: &[u8],
+    request_id: &[u8],
+) -> Outcome
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
@@ -155,9 +177,16 @@ where
     build_request(c, info, route, id_name, request_id, buffered_body);
 
     let (key_hash, preferred, sticky_in) = {
-        let view = RawRequest { buf: &c.rbuf[..], head: &c.head };
+        let view = RawRequest {
+            buf: &c.rbuf[..],
+            head: &c.head,
+        };
         let key_hash = up.hash_key.as_ref().and_then(|k| k.hash(&view, c.client_ip));
-        let sticky_in = up.sticky_cookie.as_deref().and_then(|n| route::cookie_value(&view, n)).map(str::to_string);
+        let sticky_in = up
+            .sticky_cookie
+            .as_deref()
+            .and_then(|n| route::cookie_value(&view, n))
+            .map(str::to_string);
         let preferred = sticky_in.as_deref().and_then(|v| up.sticky_backend(v));
         (key_hash, preferred, sticky_in)
     };
@@ -172,7 +201,14 @@ where
     loop {
         let pick = match (tried.is_empty(), preferred) {
             (true, Some(i)) => Some(i),
-            _ => up.balancer.pick(&up.backends, &up.weights, &PickInput { key_hash, exclude: &tried }),
+            _ => up.balancer.pick(
+                &up.backends,
+                &up.weights,
+                &PickInput {
+                    key_hash,
+                    exclude: &tried,
+                },
+            ),
         };
         let Some(idx) = pick else {
             let e = last_error.unwrap_or_else(|| ProxyError::NoHealthyBackend(up.name.clone()));
@@ -195,7 +231,8 @@ where
                     let value = upstream::sticky_value(&backend.addr);
                     (sticky_in.as_deref() != Some(value.as_str())).then(|| format!("{name}={value}; Path=/; HttpOnly"))
                 });
-                let (bytes_out, complete, reusable, close) = relay_response(io, c, route, id_name, request_id, is_head, sticky, stream).await;
+                let (bytes_out, complete, reusable, close) =
+                    relay_response(io, c, route, id_name, request_id, is_head, sticky, stream).await;
                 if let Some(stream) = reusable {
                     backend.pool.put_raw(stream, up.pool.max_idle);
                 }
@@ -207,7 +244,11 @@ where
                     upstream: Some(backend.addr.clone()),
                     upstream_time: Some(upstream_time),
                     error: None,
-                    next: if close || !complete { Next::Close } else { Next::KeepAlive { consumed } },
+                    next: if close || !complete {
+                        Next::Close
+                    } else {
+                        Next::KeepAlive { consumed }
+                    },
                 };
             }
             Err(AttemptError::Stale) if replayable && idempotent && stale_retries < 3 => {
@@ -215,7 +256,10 @@ where
                 continue;
             }
             Err(AttemptError::Stale) => {
-                let e = ProxyError::UpstreamFailed { addr: backend.addr.to_string(), reason: "connection closed before the response".into() };
+                let e = ProxyError::UpstreamFailed {
+                    addr: backend.addr.to_string(),
+                    reason: "connection closed before the response".into(),
+                };
                 report_failure(up, &backend, &e);
                 last_error = Some(e);
             }
@@ -227,21 +271,53 @@ where
                 if more {
                     continue;
                 }
-                let e = last_error.take().unwrap_or_else(|| ProxyError::NoHealthyBackend(up.name.clone()));
-                return failed(io, c, e, Some(backend.addr.clone()), id_name, request_id, consumed, streamed_body > 0).await;
+                let e = last_error
+                    .take()
+                    .unwrap_or_else(|| ProxyError::NoHealthyBackend(up.name.clone()));
+                return failed(
+                    io,
+                    c,
+                    e,
+                    Some(backend.addr.clone()),
+                    id_name,
+                    request_id,
+                    consumed,
+                    streamed_body > 0,
+                )
+                .await;
             }
             Err(AttemptError::Failed(e)) => {
                 report_failure(up, &backend, &e);
                 last_error = Some(e);
             }
             Err(AttemptError::Client) => {
-                return Outcome { status: 400, bytes_out: 0, complete: false, upstream: Some(backend.addr.clone()), upstream_time: None, error: Some("client body read failed".into()), next: Next::Close };
+                return Outcome {
+                    status: 400,
+                    bytes_out: 0,
+                    complete: false,
+                    upstream: Some(backend.addr.clone()),
+                    upstream_time: None,
+                    error: Some("client body read failed".into()),
+                    next: Next::Close,
+                };
             }
         }
         tried.push(idx);
         if attempt >= up.retries || !(replayable && idempotent && body_len == 0) {
-            let e = last_error.take().unwrap_or_else(|| ProxyError::NoHealthyBackend(up.name.clone()));
-            return failed(io, c, e, Some(backend.addr.clone()), id_name, request_id, consumed, streamed_body > 0).await;
+            let e = last_error
+                .take()
+                .unwrap_or_else(|| ProxyError::NoHealthyBackend(up.name.clone()));
+            return failed(
+                io,
+                c,
+                e,
+                Some(backend.addr.clone()),
+                id_name,
+                request_id,
+                consumed,
+                streamed_body > 0,
+            )
+            .await;
         }
     }
 }
@@ -273,7 +349,14 @@ fn report_failure(up: &Upstream, backend: &Backend, why: &ProxyError) {
 }
 
 /// The upstream request head (and the buffered part of the body) into `c.wbuf`.
-fn build_request(c: &mut Conn, info: &ConnInfo, route: &Route, id_name: &[u8], request_id: &[u8], buffered_body: usize) {
+fn build_request(
+    c: &mut Conn,
+    info: &ConnInfo,
+    route: &Route,
+    id_name: &[u8],
+    request_id: &[u8],
+    buffered_body: usize,
+) {
     let (buf, head, out) = (&c.rbuf[..], &c.head, &mut c.wbuf);
     let ops: Vec<&crate::transform::HeaderOps> = route.stages.iter().filter_map(|s| s.request_header_ops()).collect();
     let replaced = |name: &[u8]| ops.iter().any(|o| o.replaces(name));
@@ -294,7 +377,11 @@ fn build_request(c: &mut Conn, info: &ConnInfo, route: &Route, id_name: &[u8], r
         let name = &buf[n.clone()];
         let value = &buf[v.clone()];
         let lower = |s: &[u8]| name.eq_ignore_ascii_case(s);
-        if is_hop_by_hop(name, value) || head.connection_lists(buf, &name.to_ascii_lowercase()) || lower(id_name) || replaced(name) {
+        if is_hop_by_hop(name, value)
+            || head.connection_lists(buf, &name.to_ascii_lowercase())
+            || lower(id_name)
+            || replaced(name)
+        {
             continue;
         }
         if lower(b"x-forwarded-for") {
@@ -394,19 +481,34 @@ fn is_hop_by_hop(name: &[u8], value: &[u8]) -> bool {
 }
 
 /// Sends the request on a pooled or new connection and reads the response head into `c.resp`.
-async fn attempt_exchange<T>(io: &mut T, c: &mut Conn, up: &Upstream, backend: &Backend, streamed_body: usize, idempotent: bool) -> Result<TcpStream, AttemptError>
+async fn attempt_exchange<T>(
+    io: &mut T,
+    c: &mut Conn,
+    up: &Upstream,
+    backend: &Backend,
+    streamed_body: usize,
+    idempotent: bool,
+) -> Result<TcpStream, AttemptError>
 where
     T: AsyncRead + Unpin,
 {
     let (mut stream, reused) = match backend.pool.checkout_raw(up.pool.idle_timeout) {
         Some(s) if idempotent || still_open(&s) => (s, true),
-        _ => (connect(backend, up.connect_timeout).await.map_err(AttemptError::Connect)?, false),
+        _ => (
+            connect(backend, up.connect_timeout)
+                .await
+                .map_err(AttemptError::Connect)?,
+            false,
+        ),
     };
     let on_send_error = |reused: bool, e: std::io::Error| {
         if reused {
             AttemptError::Stale
         } else {
-            AttemptError::Failed(ProxyError::UpstreamFailed { addr: backend.addr.to_string(), reason: e.to_string() })
+            AttemptError::Failed(ProxyError::UpstreamFailed {
+                addr: backend.addr.to_string(),
+                reason: e.to_string(),
+            })
         }
     };
     stream.write_all(&c.wbuf).await.map_err(|e| on_send_error(reused, e))?;
@@ -420,7 +522,10 @@ where
             if n == 0 {
                 return Err(AttemptError::Client);
             }
-            stream.write_all(&chunk[..n]).await.map_err(|e| on_send_error(false, e))?;
+            stream
+                .write_all(&chunk[..n])
+                .await
+                .map_err(|e| on_send_error(false, e))?;
             left -= n;
         }
     }
@@ -433,8 +538,18 @@ where
             let n = stream.read_buf(&mut c.ubuf).await;
             match n {
                 Ok(0) | Err(_) if c.ubuf.is_empty() && reused => return Err(AttemptError::Stale),
-                Ok(0) => return Err(AttemptError::Failed(ProxyError::UpstreamFailed { addr: backend.addr.to_string(), reason: "connection closed before a complete response head".into() })),
-                Err(e) => return Err(AttemptError::Failed(ProxyError::UpstreamFailed { addr: backend.addr.to_string(), reason: e.to_string() })),
+                Ok(0) => {
+                    return Err(AttemptError::Failed(ProxyError::UpstreamFailed {
+                        addr: backend.addr.to_string(),
+                        reason: "connection closed before a complete response head".into(),
+                    }))
+                }
+                Err(e) => {
+                    return Err(AttemptError::Failed(ProxyError::UpstreamFailed {
+                        addr: backend.addr.to_string(),
+                        reason: e.to_string(),
+                    }))
+                }
                 Ok(_) => {}
             }
             loop {
@@ -448,7 +563,12 @@ where
                         }
                     }
                     Ok(ParsedResponse::Complete) => return Ok(()),
-                    Err(reason) => return Err(AttemptError::Failed(ProxyError::UpstreamFailed { addr: backend.addr.to_string(), reason })),
+                    Err(reason) => {
+                        return Err(AttemptError::Failed(ProxyError::UpstreamFailed {
+                            addr: backend.addr.to_string(),
+                            reason,
+                        }))
+                    }
                 }
             }
         }
@@ -456,14 +576,19 @@ where
     match tokio::time::timeout(up.response_timeout, read_head).await {
         Ok(Ok(())) => Ok(stream),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(AttemptError::Failed(ProxyError::UpstreamTimeout { addr: backend.addr.to_string(), after: up.response_timeout })),
+        Err(_) => Err(AttemptError::Failed(ProxyError::UpstreamTimeout {
+            addr: backend.addr.to_string(),
+            after: up.response_timeout,
+        })),
     }
 }
 
 async fn connect(backend: &Backend, timeout: Duration) -> Result<TcpStream, ProxyError> {
     let addr = &*backend.addr;
     match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Err(_) => Err(ProxyError::Connect(format!("connect to {addr} timed out after {timeout:?}"))),
+        Err(_) => Err(ProxyError::Connect(format!(
+            "connect to {addr} timed out after {timeout:?}"
+        ))),
         Ok(Err(e)) => Err(ProxyError::Connect(format!("connect to {addr} failed: {e}"))),
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);
@@ -539,7 +664,12 @@ where
     let mut reusable = !resp.close;
     let mut tracker = resp.chunked.then(ChunkTracker::default);
     let mut left = resp.content_length.unwrap_or(u64::MAX);
-    let take = |data: &[u8], tracker: &mut Option<ChunkTracker>, left: &mut u64, done: &mut bool, reusable: &mut bool| -> usize {
+    let take = |data: &[u8],
+                tracker: &mut Option<ChunkTracker>,
+                left: &mut u64,
+                done: &mut bool,
+                reusable: &mut bool|
+     -> usize {
         if *done {
             return 0;
         }
@@ -616,5 +746,10 @@ where
     c.ubuf = chunk;
     // Like the general path, count body bytes without chunk framing.
     let body_bytes = tracker.map_or(sent, |t| t.payload);
-    (body_bytes, complete, (complete && reusable).then_some(stream), close_client)
+    (
+        body_bytes,
+        complete,
+        (complete && reusable).then_some(stream),
+        close_client,
+    )
 }

@@ -57,7 +57,11 @@ impl RequestHead {
         let len = match req.parse(buf) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => {
-                return if buf.len() > limits.max_header_bytes { Err(ProxyError::HeadersTooLarge) } else { Ok(Parsed::Partial) };
+                return if buf.len() > limits.max_header_bytes {
+                    Err(ProxyError::HeadersTooLarge)
+                } else {
+                    Ok(Parsed::Partial)
+                };
             }
             Err(httparse::Error::TooManyHeaders) => return Err(ProxyError::HeadersTooLarge),
             Err(httparse::Error::Version) => return Ok(Parsed::Unsupported),
@@ -174,7 +178,9 @@ impl RequestHead {
 
 /// Case-insensitive search for `token` in a comma-separated header value.
 pub fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// A parsed request seen through the routing interface.
@@ -320,7 +326,10 @@ mod tests {
     fn parses_a_simple_request() {
         let raw = "GET /a/b?x=1 HTTP/1.1\r\nHost: a.test\r\nConnection: keep-alive, x-hop\r\n\r\n";
         let h = parse(raw).unwrap();
-        let view = RawRequest { buf: raw.as_bytes(), head: &h };
+        let view = RawRequest {
+            buf: raw.as_bytes(),
+            head: &h,
+        };
         assert_eq!(view.method(), "GET");
         assert_eq!(view.path(), "/a/b");
         assert_eq!(view.query(), Some("x=1"));

@@ -103,7 +103,12 @@ where
 /// Reads until `c.rbuf` holds a complete request head. Waiting for the first byte is bounded by
 /// the idle timeout (and the header timeout, as on the general path), the rest of the head by
 /// the header timeout.
-async fn read_head<T: AsyncRead + Unpin>(io: &mut T, c: &mut Conn, info: &ConnInfo, drain: &mut watch::Receiver<bool>) -> HeadRead {
+async fn read_head<T: AsyncRead + Unpin>(
+    io: &mut T,
+    c: &mut Conn,
+    info: &ConnInfo,
+    drain: &mut watch::Receiver<bool>,
+) -> HeadRead {
     let limits = &info.listener.limits;
     let mut started = false;
     loop {
@@ -119,7 +124,9 @@ async fn read_head<T: AsyncRead + Unpin>(io: &mut T, c: &mut Conn, info: &ConnIn
                 c.timer.as_mut().reset(Instant::now() + limits.header_read_timeout);
             }
         } else if !started {
-            c.timer.as_mut().reset(Instant::now() + limits.idle_timeout.min(limits.header_read_timeout));
+            c.timer
+                .as_mut()
+                .reset(Instant::now() + limits.idle_timeout.min(limits.header_read_timeout));
         }
         if c.rbuf.capacity() - c.rbuf.len() < 1024 {
             c.rbuf.reserve(8 * 1024);

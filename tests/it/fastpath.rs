@@ -1,0 +1,115 @@
+//! The HTTP/1.1 fast path: pipelining, hand-over to the general path mid-connection, bodiless
+//! responses, every response framing, and stale pooled connections.
+
+use crate::harness::*;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_millis(300);
+
+fn config(addr: std::net::SocketAddr) -> String {
+    format!("[log]\naccess = \"off\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\n[upstream.app]\nservers = [\"{addr}\"]\n[[route]]\nupstream = \"app\"\n")
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let origin = Origin::start(|req| async move { status(200, req.uri().path()) }).await;
+    let p = proxy(&config(origin.addr)).await;
+    let two = b"GET /first HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let answer = raw(p.addr(0), two, WAIT).await;
+    let first = answer.find("/first").expect("first answered");
+    let second = answer.find("/second").expect("second answered");
+    assert!(first < second, "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1 200").count(), 2);
+}
+
+#[tokio::test]
+async fn connection_moves_to_the_general_path_for_a_chunked_request() {
+    let echo = Origin::start(|req| async move {
+        let body = http_body_util::BodyExt::collect(req.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        status(200, &format!("got {} bytes", body.len()))
+    })
+    .await;
+    let p = proxy(&config(echo.addr)).await;
+    let both = b"GET / HTTP/1.1\r\nHost: x\r\n\r\nPOST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let answer = raw(p.addr(0), both, WAIT).await;
+    assert_eq!(answer.matches("HTTP/1.1 200").count(), 2, "{answer}");
+    assert!(
+        answer.contains("got 0 bytes") && answer.contains("got 5 bytes"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn head_and_204_have_no_body_and_keep_the_connection() {
+    let origin = RawOrigin::start(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false).await;
+    let p = proxy(&config(origin.addr)).await;
+    let answer = raw(
+        p.addr(0),
+        b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\nHEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    assert_eq!(answer.matches("HTTP/1.1 200").count(), 2, "{answer}");
+    assert!(
+        answer.contains("content-length: 5") || answer.contains("Content-Length: 5"),
+        "{answer}"
+    );
+
+    let no_content = RawOrigin::start(b"HTTP/1.1 204 No Content\r\n\r\n", false).await;
+    let p = proxy(&config(no_content.addr)).await;
+    let mut c = H1::connect(p.addr(0)).await;
+    for _ in 0..3 {
+        assert_eq!(c.get("x", "/").await.status, 204);
+    }
+    assert_eq!(
+        no_content.connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "upstream connection reused"
+    );
+}
+
+#[tokio::test]
+async fn close_delimited_response_is_relayed_and_the_client_closed() {
+    let origin = RawOrigin::start(
+        b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end",
+        true,
+    )
+    .await;
+    let p = proxy(&config(origin.addr)).await;
+    let answer = raw(p.addr(0), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    assert!(answer.ends_with("until the end"), "{answer}");
+}
+
+#[tokio::test]
+async fn stale_pooled_connection_is_retried_transparently() {
+    // The origin closes every connection after its answer without saying so; the proxy's pooled
+    // socket is then dead on its next use.
+    let origin = RawOrigin::start(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true).await;
+    let cfg = format!(
+        "[log]\naccess = \"off\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\n[upstream.app]\nservers = [\"{}\"]\nretries = 0\n[[route]]\nupstream = \"app\"\n",
+        origin.addr
+    );
+    let p = proxy(&cfg).await;
+    let mut c = H1::connect(p.addr(0)).await;
+    for _ in 0..5 {
+        let a = c.get("x", "/").await;
+        assert_eq!((a.status.as_u16(), a.body.as_str()), (200, "ok"));
+    }
+    assert_eq!(origin.requests(), 5);
+}
+
+#[tokio::test]
+async fn malformed_upstream_response_gives_502() {
+    let origin = RawOrigin::start(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nok",
+        false,
+    )
+    .await;
+    let p = proxy(&config(origin.addr)).await;
+    assert_eq!(get(p.addr(0), "/").await.status, 502);
+}
