@@ -6,12 +6,16 @@ use crate::snapshot::Snapshot;
 use crate::upstream::{health, Backend};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
 pub struct Runtime {
     snapshot: ArcSwap<Snapshot>,
+    /// Generation of the live snapshot: connections compare it (a read-only load) to know when
+    /// to refresh the snapshot they hold, instead of touching the shared refcount per request.
+    generation: AtomicU64,
     /// Backends by (upstream name, address): a reload that keeps a backend keeps its state.
     backends: Mutex<HashMap<(String, String), Arc<Backend>>>,
     health_tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -23,6 +27,7 @@ impl Runtime {
     pub fn new() -> Arc<Runtime> {
         let rt = Arc::new(Runtime {
             snapshot: ArcSwap::from_pointee(Snapshot::empty()),
+            generation: AtomicU64::new(0),
             backends: Mutex::new(HashMap::new()),
             health_tasks: Mutex::new(Vec::new()),
             access_log: OnceLock::new(),
@@ -43,6 +48,10 @@ impl Runtime {
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     pub fn access_log(&self) -> Option<AccessLog> {
@@ -109,7 +118,9 @@ impl Runtime {
                 .any(|u| &*u.name == up && u.backends.iter().any(|b| &*b.addr == addr))
         });
         drop(map);
+        let generation = snap.generation;
         self.snapshot.store(snap);
+        self.generation.store(generation, Ordering::Release);
     }
 
     fn reap_idle_connections(&self) {

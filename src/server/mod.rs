@@ -18,7 +18,7 @@ use hyper_util::server::conn::auto;
 use limits::Limits;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -108,7 +108,16 @@ struct Running {
     local_addr: SocketAddr,
     spec: watch::Sender<Arc<ListenerSpec>>,
     stop: watch::Sender<bool>,
+    /// The same signal as `stop`, as a flag the fast path can read without registering a waiter.
+    draining: Arc<AtomicBool>,
     task: JoinHandle<()>,
+}
+
+impl Running {
+    fn stop(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.stop.send_replace(true);
+    }
 }
 
 /// The set of open listeners.
@@ -154,7 +163,7 @@ impl Listeners {
             }
             None => {
                 tracing::info!(listen = %key, "listener removed; draining its connections");
-                r.stop.send_replace(true);
+                r.stop();
                 false
             }
         });
@@ -163,7 +172,12 @@ impl Listeners {
             let local_addr = tcp.local_addr().unwrap_or(spec.addr);
             let (spec_tx, spec_rx) = watch::channel((*spec).clone());
             let (stop_tx, stop_rx) = watch::channel(false);
-            let task = tokio::spawn(accept_loop(tcp, spec_rx, stop_rx, rt.clone(), self.tracker.clone()));
+            let draining = Arc::new(AtomicBool::new(false));
+            let drain = Drain {
+                signal: stop_rx,
+                flag: draining.clone(),
+            };
+            let task = tokio::spawn(accept_loop(tcp, spec_rx, drain, rt.clone(), self.tracker.clone()));
             tracing::info!(listen = %key, addr = %local_addr, tls = spec.tls.is_some(), "listening");
             self.running.insert(
                 key,
@@ -171,6 +185,7 @@ impl Listeners {
                     local_addr,
                     spec: spec_tx,
                     stop: stop_tx,
+                    draining,
                     task,
                 },
             );
@@ -185,7 +200,7 @@ impl Listeners {
     /// Stops accepting everywhere and asks every connection to finish.
     pub fn stop_all(&mut self) {
         for (_, r) in self.running.drain() {
-            r.stop.send_replace(true);
+            r.stop();
             r.task.abort();
         }
     }
@@ -204,21 +219,35 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// How a connection learns that its listener is draining: a watch channel for the general path
+/// (which awaits it), a flag for the fast path (which checks it between requests).
+#[derive(Clone)]
+pub struct Drain {
+    pub signal: watch::Receiver<bool>,
+    pub flag: Arc<AtomicBool>,
+}
+
+impl Drain {
+    pub fn is_draining(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
+    }
+}
+
 async fn accept_loop(
     tcp: TcpListener,
     spec: watch::Receiver<Arc<ListenerSpec>>,
-    mut stop: watch::Receiver<bool>,
+    mut drain: Drain,
     rt: Arc<Runtime>,
     tracker: Arc<ConnTracker>,
 ) {
     loop {
         tokio::select! {
-            _ = stop.changed() => return,
+            _ = drain.signal.changed() => return,
             accepted = tcp.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let spec = spec.borrow().clone();
                     let guard = tracker.guard();
-                    tokio::spawn(serve_stream(stream, peer, spec, rt.clone(), stop.clone(), guard));
+                    tokio::spawn(serve_stream(stream, peer, spec, rt.clone(), drain.clone(), guard));
                 }
                 Err(e) => {
                     // Usually EMFILE/ENFILE: back off briefly instead of spinning.
@@ -235,7 +264,7 @@ async fn serve_stream(
     peer: SocketAddr,
     spec: Arc<ListenerSpec>,
     rt: Arc<Runtime>,
-    drain: watch::Receiver<bool>,
+    drain: Drain,
     _guard: ConnGuard,
 ) {
     let _ = stream.set_nodelay(true);
@@ -247,7 +276,7 @@ async fn serve_stream(
             match tokio::time::timeout(spec.limits.header_read_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
                     if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                        conn::serve(tls, info, rt, false, drain).await
+                        conn::serve(tls, info, rt, false, drain.signal).await
                     } else {
                         h1::serve(tls, info, rt, drain).await
                     }

@@ -78,15 +78,18 @@ impl Backend {
         self.ejected_until_ms.load(Ordering::Relaxed) > self.now_ms()
     }
 
-    /// A request got a usable answer: forget past failures.
-    pub fn report_success(&self, latency: Duration) {
+    /// A request got a usable answer: forget past failures. `latency` feeds the EWMA (only
+    /// balancers that read it pass one, so the others write no shared state per request).
+    pub fn report_success(&self, latency: Option<Duration>) {
         if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
             self.consecutive_failures.store(0, Ordering::Relaxed);
         }
         if self.ejections.load(Ordering::Relaxed) != 0 && !self.is_ejected() {
             self.ejections.store(0, Ordering::Relaxed);
         }
-        self.observe_latency(latency);
+        if let Some(latency) = latency {
+            self.observe_latency(latency);
+        }
     }
 
     /// A connect error or a 5xx answer. Returns the ejection length when this report ejected it.
@@ -130,6 +133,11 @@ impl InflightGuard {
     pub fn new(backend: Arc<Backend>) -> Self {
         backend.inflight.fetch_add(1, Ordering::Relaxed);
         InflightGuard(backend)
+    }
+
+    /// A guard only when `track` (the balancer reads in-flight counts).
+    pub fn when(track: bool, backend: &Arc<Backend>) -> Option<Self> {
+        track.then(|| Self::new(backend.clone()))
     }
 }
 
@@ -180,7 +188,7 @@ mod tests {
             ..Default::default()
         };
         b.report_failure(&p);
-        b.report_success(Duration::from_millis(1));
+        b.report_success(Some(Duration::from_millis(1)));
         assert_eq!(b.report_failure(&p), None);
         assert!(b.is_available());
     }

@@ -75,7 +75,7 @@ struct Release {
     h1: Option<http1::SendRequest<RequestBody>>,
     backend: Arc<Backend>,
     pool: PoolPolicy,
-    _inflight: InflightGuard,
+    _inflight: Option<InflightGuard>,
 }
 
 impl OnBodyEnd for Release {
@@ -188,7 +188,7 @@ impl Upstream {
                     return Err(last_error.unwrap_or_else(|| ProxyError::NoHealthyBackend(self.name.clone())));
                 }
             };
-            let inflight = InflightGuard::new(backend.clone());
+            let inflight = InflightGuard::when(self.balancer.reads_load(), backend);
             let started = Instant::now();
             let sent = tokio::time::timeout(self.response_timeout, send(conn, request)).await;
             match sent {
@@ -197,7 +197,7 @@ impl Upstream {
                     if response.status().is_server_error() {
                         self.report_failure(backend, &ProxyError::UpstreamStatus(response.status().as_u16()));
                     } else {
-                        backend.report_success(upstream_time);
+                        backend.report_success(self.balancer.reads_load().then_some(upstream_time));
                     }
                     let release = Release {
                         h1,

@@ -40,7 +40,7 @@ pub(crate) async fn run<T>(io: &mut T, c: &mut Conn, info: &ConnInfo, rt: &Runti
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
-    let started = Instant::now();
+    let started = rt.access_log().is_some().then(Instant::now);
     let listener = &info.listener;
     let head = &c.head;
     if listener.redirect_https.is_some() || head.chunked || head.upgrade || head.expect || head.http10 {
@@ -60,23 +60,17 @@ where
         }
     }
     let id_name = listener.request_id_header.as_str().as_bytes();
-    let mut generated = [0u8; 32];
-    let request_id: Vec<u8> = match view.header(listener.request_id_header.as_str()) {
-        Some(v) if !v.is_empty() && v.len() <= 200 => v.to_vec(),
-        _ => {
-            write::request_id(&mut generated);
-            generated.to_vec()
-        }
-    };
+    let request_id = RequestId::new(view.header(listener.request_id_header.as_str()));
+    let request_id = request_id.as_bytes();
     let consumed = head.len + head.content_length.unwrap_or(0) as usize;
     let outcome = match route {
-        None => refuse(io, c, ProxyError::NoRoute, id_name, &request_id, consumed).await,
+        None => refuse(io, c, ProxyError::NoRoute, id_name, request_id, consumed).await,
         Some(route) => match &route.action {
-            Action::Proxy(up) => proxy(io, c, info, route, up, id_name, &request_id).await,
+            Action::Proxy(up) => proxy(io, c, info, route, up, id_name, request_id).await,
             _ => return Next::Handoff,
         },
     };
-    if let Some(log) = rt.access_log() {
+    if let (Some(log), Some(started)) = (rt.access_log(), started) {
         let (buf, head) = (&c.rbuf[..], &c.head);
         let view = RawRequest { buf, head };
         let ctx = RequestCtx {
@@ -87,7 +81,7 @@ where
             host: routing_host(head.host.as_ref().map(|r| &buf[r.clone()]).unwrap_or(b"")).into_owned(),
             path: view.path().to_string(),
             proto: "HTTP/1.1",
-            request_id: http::HeaderValue::from_bytes(&request_id).unwrap_or(http::HeaderValue::from_static("-")),
+            request_id: http::HeaderValue::from_bytes(request_id).unwrap_or(http::HeaderValue::from_static("-")),
             bytes_in: head.content_length.unwrap_or(0),
             status: outcome.status,
             route: route.map(|r| r.name.clone()),
@@ -98,6 +92,38 @@ where
         LogOnEnd::new(ctx, log).finish(outcome.complete, outcome.bytes_out);
     }
     outcome.next
+}
+
+/// The client's request id when it sent a usable one, else a fresh random one; kept inline so
+/// no allocation is needed per request.
+struct RequestId {
+    bytes: [u8; 200],
+    len: usize,
+}
+
+impl RequestId {
+    fn new(from_client: Option<&[u8]>) -> RequestId {
+        let mut id = RequestId {
+            bytes: [0; 200],
+            len: 32,
+        };
+        match from_client {
+            Some(v) if !v.is_empty() && v.len() <= id.bytes.len() => {
+                id.bytes[..v.len()].copy_from_slice(v);
+                id.len = v.len();
+            }
+            _ => {
+                let mut generated = [0u8; 32];
+                write::request_id(&mut generated);
+                id.bytes[..32].copy_from_slice(&generated);
+            }
+        }
+        id
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
 }
 
 /// Host for routing: lower case, without port (borrowed when already lower case).
@@ -216,7 +242,8 @@ where
         };
         let backend = up.backends[idx].clone();
         let attempt = tried.len() as u32;
-        let inflight = InflightGuard::new(backend.clone());
+        let tracks_load = up.balancer.reads_load();
+        let inflight = InflightGuard::when(tracks_load, &backend);
         let sent_at = Instant::now();
         match attempt_exchange(io, c, up, &backend, streamed_body, idempotent).await {
             Ok(stream) => {
@@ -225,7 +252,7 @@ where
                 if status >= 500 {
                     report_failure(up, &backend, &ProxyError::UpstreamStatus(status));
                 } else {
-                    backend.report_success(upstream_time);
+                    backend.report_success(tracks_load.then_some(upstream_time));
                 }
                 let sticky = up.sticky_cookie.as_deref().and_then(|name| {
                     let value = upstream::sticky_value(&backend.addr);
@@ -378,7 +405,7 @@ fn build_request(
         let value = &buf[v.clone()];
         let lower = |s: &[u8]| name.eq_ignore_ascii_case(s);
         if is_hop_by_hop(name, value)
-            || head.connection_lists(buf, &name.to_ascii_lowercase())
+            || (!head.connection.is_empty() && head.connection_lists(buf, name))
             || lower(id_name)
             || replaced(name)
         {
@@ -637,7 +664,7 @@ where
         let value = &ubuf[v.clone()];
         let relay_te = resp.chunked && name.eq_ignore_ascii_case(b"transfer-encoding");
         if (!relay_te && is_hop_by_hop(name, value))
-            || resp.connection_lists(ubuf, &name.to_ascii_lowercase())
+            || (!resp.connection.is_empty() && resp.connection_lists(ubuf, name))
             || name.eq_ignore_ascii_case(id_name)
             || ops.iter().any(|o| o.replaces(name))
         {

@@ -5,6 +5,7 @@
 use crate::pipeline::respond::ProxyError;
 use crate::route::RequestView;
 use crate::server::limits::Limits;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// Enough header slots for the default limit; larger limits fall back to a heap array.
@@ -45,16 +46,17 @@ impl RequestHead {
             return Ok(Parsed::Unsupported);
         }
         let slots = limits.max_headers.saturating_add(1);
-        let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+        // Uninitialised slots: httparse writes only the ones it fills.
+        let mut stack = [const { MaybeUninit::<httparse::Header>::uninit() }; STACK_HEADERS];
         let mut heap;
-        let headers: &mut [httparse::Header] = if slots <= STACK_HEADERS {
+        let headers: &mut [MaybeUninit<httparse::Header>] = if slots <= STACK_HEADERS {
             &mut stack[..slots]
         } else {
-            heap = vec![httparse::EMPTY_HEADER; slots];
+            heap = (0..slots).map(|_| MaybeUninit::uninit()).collect::<Vec<_>>();
             &mut heap
         };
-        let mut req = httparse::Request::new(headers);
-        let len = match req.parse(buf) {
+        let mut req = httparse::Request::new(&mut []);
+        let len = match req.parse_with_uninit_headers(buf, headers) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => {
                 return if buf.len() > limits.max_header_bytes {
@@ -247,14 +249,15 @@ pub enum ParsedResponse {
 
 impl ResponseHead {
     pub fn parse(&mut self, buf: &[u8]) -> Result<ParsedResponse, String> {
-        let mut headers = [httparse::EMPTY_HEADER; STACK_HEADERS];
-        let mut resp = httparse::Response::new(&mut headers);
-        let len = match resp.parse(buf) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) if buf.len() > 64 * 1024 => return Err("response head too large".into()),
-            Ok(httparse::Status::Partial) => return Ok(ParsedResponse::Partial),
-            Err(e) => return Err(format!("invalid response head: {e}")),
-        };
+        let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; STACK_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        let len =
+            match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, &mut headers) {
+                Ok(httparse::Status::Complete(n)) => n,
+                Ok(httparse::Status::Partial) if buf.len() > 64 * 1024 => return Err("response head too large".into()),
+                Ok(httparse::Status::Partial) => return Ok(ParsedResponse::Partial),
+                Err(e) => return Err(format!("invalid response head: {e}")),
+            };
         let base = buf.as_ptr() as usize;
         let range = |s: &[u8]| {
             let start = s.as_ptr() as usize - base;

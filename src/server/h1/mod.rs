@@ -14,16 +14,21 @@ mod write;
 pub use head::{RawRequest, RequestHead};
 
 use super::conn::{self, ConnInfo};
+use super::Drain;
 use crate::pipeline::respond::ProxyError;
 use crate::runtime::Runtime;
+use crate::snapshot::Snapshot;
 use bytes::{Buf, BytesMut};
 use head::{Parsed, ResponseHead};
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
+
+/// How often an idle connection looks at the drain flag.
+const DRAIN_CHECK: Duration = Duration::from_secs(1);
 
 /// Per-connection buffers and parse results, reused for every request on the connection.
 pub(crate) struct Conn {
@@ -38,7 +43,12 @@ pub(crate) struct Conn {
     client_ip: IpAddr,
     client_ip_text: String,
     trusted: bool,
+    /// One timer per connection, re-armed only when it fires (not per request): it bounds idle
+    /// time, head read time, and notices draining.
     timer: Pin<Box<Sleep>>,
+    last_active: Instant,
+    /// The snapshot this connection routes with, refreshed when the runtime's generation moves.
+    snap: Arc<Snapshot>,
 }
 
 enum HeadRead {
@@ -55,7 +65,7 @@ pub(crate) enum Next {
     Handoff,
 }
 
-pub async fn serve<T>(mut io: T, info: Arc<ConnInfo>, rt: Arc<Runtime>, mut drain: watch::Receiver<bool>)
+pub async fn serve<T>(mut io: T, info: Arc<ConnInfo>, rt: Arc<Runtime>, drain: Drain)
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -69,10 +79,12 @@ where
         client_ip: ip,
         client_ip_text: ip.to_string(),
         trusted: info.listener.trusted_proxies.iter().any(|c| c.contains(ip)),
-        timer: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
+        timer: Box::pin(tokio::time::sleep(DRAIN_CHECK)),
+        last_active: Instant::now(),
+        snap: rt.snapshot(),
     };
     loop {
-        match read_head(&mut io, &mut c, &info, &mut drain).await {
+        match read_head(&mut io, &mut c, &info, &drain).await {
             HeadRead::Ready => {}
             HeadRead::Closed => return,
             HeadRead::Handoff => return handoff(io, c.rbuf, info, rt, drain).await,
@@ -84,16 +96,22 @@ where
                 return;
             }
         }
-        let snap = rt.snapshot();
+        if c.snap.generation != rt.generation() {
+            c.snap = rt.snapshot();
+        }
+        let snap = c.snap.clone();
         match exchange::run(&mut io, &mut c, &info, &rt, &snap).await {
-            Next::KeepAlive { consumed } => c.rbuf.advance(consumed),
+            Next::KeepAlive { consumed } => {
+                c.rbuf.advance(consumed);
+                c.last_active = Instant::now();
+            }
             Next::Close => {
                 let _ = io.shutdown().await;
                 return;
             }
             Next::Handoff => return handoff(io, c.rbuf, info, rt, drain).await,
         }
-        if *drain.borrow() {
+        if drain.is_draining() {
             let _ = io.shutdown().await;
             return;
         }
@@ -103,14 +121,9 @@ where
 /// Reads until `c.rbuf` holds a complete request head. Waiting for the first byte is bounded by
 /// the idle timeout (and the header timeout, as on the general path), the rest of the head by
 /// the header timeout.
-async fn read_head<T: AsyncRead + Unpin>(
-    io: &mut T,
-    c: &mut Conn,
-    info: &ConnInfo,
-    drain: &mut watch::Receiver<bool>,
-) -> HeadRead {
+async fn read_head<T: AsyncRead + Unpin>(io: &mut T, c: &mut Conn, info: &ConnInfo, drain: &Drain) -> HeadRead {
     let limits = &info.listener.limits;
-    let mut started = false;
+    let mut head_started: Option<Instant> = None;
     loop {
         if !c.rbuf.is_empty() {
             match c.head.parse(&c.rbuf, limits) {
@@ -119,14 +132,7 @@ async fn read_head<T: AsyncRead + Unpin>(
                 Ok(Parsed::Partial) => {}
                 Err(e) => return HeadRead::Refused(e),
             }
-            if !started {
-                started = true;
-                c.timer.as_mut().reset(Instant::now() + limits.header_read_timeout);
-            }
-        } else if !started {
-            c.timer
-                .as_mut()
-                .reset(Instant::now() + limits.idle_timeout.min(limits.header_read_timeout));
+            head_started.get_or_insert_with(Instant::now);
         }
         if c.rbuf.capacity() - c.rbuf.len() < 1024 {
             c.rbuf.reserve(8 * 1024);
@@ -134,20 +140,33 @@ async fn read_head<T: AsyncRead + Unpin>(
         let read = tokio::select! {
             biased;
             r = io.read_buf(&mut c.rbuf) => r,
-            _ = drain.changed(), if c.rbuf.is_empty() => return HeadRead::Closed,
-            _ = &mut c.timer => return HeadRead::Closed,
+            _ = &mut c.timer => {
+                let now = Instant::now();
+                if c.rbuf.is_empty() && drain.is_draining() {
+                    return HeadRead::Closed;
+                }
+                let deadline = match head_started {
+                    Some(t) => t + limits.header_read_timeout,
+                    None => c.last_active + limits.idle_timeout.min(limits.header_read_timeout),
+                };
+                if now >= deadline {
+                    return HeadRead::Closed;
+                }
+                c.timer.as_mut().reset(deadline.min(now + DRAIN_CHECK));
+                continue;
+            }
         };
         match read {
             Ok(0) | Err(_) => return HeadRead::Closed,
-            Ok(_) => info.touch(),
+            Ok(_) => {}
         }
     }
 }
 
 /// Continues the connection on the general (hyper) path, replaying the bytes already read.
-async fn handoff<T>(io: T, rbuf: BytesMut, info: Arc<ConnInfo>, rt: Arc<Runtime>, drain: watch::Receiver<bool>)
+async fn handoff<T>(io: T, rbuf: BytesMut, info: Arc<ConnInfo>, rt: Arc<Runtime>, drain: Drain)
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    conn::serve(conn::Rewind::new(rbuf.freeze(), io), info, rt, true, drain).await
+    conn::serve(conn::Rewind::new(rbuf.freeze(), io), info, rt, true, drain.signal).await
 }

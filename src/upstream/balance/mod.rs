@@ -28,6 +28,11 @@ pub enum Balancer {
 }
 
 impl Balancer {
+    /// Does this policy read in-flight counts and latency? Others skip maintaining them.
+    pub fn reads_load(&self) -> bool {
+        matches!(self, Balancer::LeastConn | Balancer::P2cEwma)
+    }
+
     pub fn pick(&self, backends: &[Arc<Backend>], weights: &[u32], input: &PickInput) -> Option<usize> {
         let usable = |i: usize| backends[i].is_available() && !input.exclude.contains(&i);
         let n = backends.len();

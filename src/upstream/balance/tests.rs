@@ -77,8 +77,8 @@ fn least_conn_prefers_the_idle_backend() {
 fn p2c_ewma_avoids_the_slow_backend() {
     let bs = backends(2);
     for _ in 0..5 {
-        bs[0].report_success(std::time::Duration::from_millis(50));
-        bs[1].report_success(std::time::Duration::from_millis(1));
+        bs[0].report_success(Some(std::time::Duration::from_millis(50)));
+        bs[1].report_success(Some(std::time::Duration::from_millis(1)));
     }
     let c = counts(&Balancer::P2cEwma, &bs, &[1, 1], 100);
     assert_eq!(c, vec![0, 100]);
