@@ -258,8 +258,18 @@ where
                     let value = upstream::sticky_value(&backend.addr);
                     (sticky_in.as_deref() != Some(value.as_str())).then(|| format!("{name}={value}; Path=/; HttpOnly"))
                 });
-                let (bytes_out, complete, reusable, close) =
-                    relay_response(io, c, route, id_name, request_id, is_head, sticky, stream).await;
+                let (bytes_out, complete, reusable, close) = relay_response(
+                    io,
+                    c,
+                    route,
+                    id_name,
+                    request_id,
+                    is_head,
+                    sticky,
+                    stream,
+                    up.response_timeout,
+                )
+                .await;
                 if let Some(stream) = reusable {
                     backend.pool.put_raw(stream, up.pool.max_idle);
                 }
@@ -557,56 +567,82 @@ where
         }
     }
     c.ubuf.clear();
-    let read_head = async {
+    let deadline = Instant::now() + up.response_timeout;
+    let timed_out = || {
+        AttemptError::Failed(ProxyError::UpstreamTimeout {
+            addr: backend.addr.to_string(),
+            after: up.response_timeout,
+        })
+    };
+    loop {
+        if c.ubuf.capacity() - c.ubuf.len() < 4096 {
+            c.ubuf.reserve(16 * 1024);
+        }
+        let n = read_until(&mut stream, &mut c.ubuf, &mut c.timer, deadline)
+            .await
+            .ok_or_else(timed_out)?;
+        match n {
+            Ok(0) | Err(_) if c.ubuf.is_empty() && reused => return Err(AttemptError::Stale),
+            Ok(0) => {
+                return Err(AttemptError::Failed(ProxyError::UpstreamFailed {
+                    addr: backend.addr.to_string(),
+                    reason: "connection closed before a complete response head".into(),
+                }))
+            }
+            Err(e) => {
+                return Err(AttemptError::Failed(ProxyError::UpstreamFailed {
+                    addr: backend.addr.to_string(),
+                    reason: e.to_string(),
+                }))
+            }
+            Ok(_) => {}
+        }
         loop {
-            if c.ubuf.capacity() - c.ubuf.len() < 4096 {
-                c.ubuf.reserve(16 * 1024);
-            }
-            let n = stream.read_buf(&mut c.ubuf).await;
-            match n {
-                Ok(0) | Err(_) if c.ubuf.is_empty() && reused => return Err(AttemptError::Stale),
-                Ok(0) => {
+            match c.resp.parse(&c.ubuf) {
+                Ok(ParsedResponse::Partial) => break,
+                Ok(ParsedResponse::Complete) if (100..200).contains(&c.resp.status) => {
+                    // Interim answers (100 Continue, 103 Early Hints) are not relayed.
+                    bytes::Buf::advance(&mut c.ubuf, c.resp.len);
+                    if c.ubuf.is_empty() {
+                        break;
+                    }
+                }
+                Ok(ParsedResponse::Complete) => return Ok(stream),
+                Err(reason) => {
                     return Err(AttemptError::Failed(ProxyError::UpstreamFailed {
                         addr: backend.addr.to_string(),
-                        reason: "connection closed before a complete response head".into(),
+                        reason,
                     }))
-                }
-                Err(e) => {
-                    return Err(AttemptError::Failed(ProxyError::UpstreamFailed {
-                        addr: backend.addr.to_string(),
-                        reason: e.to_string(),
-                    }))
-                }
-                Ok(_) => {}
-            }
-            loop {
-                match c.resp.parse(&c.ubuf) {
-                    Ok(ParsedResponse::Partial) => break,
-                    Ok(ParsedResponse::Complete) if (100..200).contains(&c.resp.status) => {
-                        // Interim answers (100 Continue, 103 Early Hints) are not relayed.
-                        bytes::Buf::advance(&mut c.ubuf, c.resp.len);
-                        if c.ubuf.is_empty() {
-                            break;
-                        }
-                    }
-                    Ok(ParsedResponse::Complete) => return Ok(()),
-                    Err(reason) => {
-                        return Err(AttemptError::Failed(ProxyError::UpstreamFailed {
-                            addr: backend.addr.to_string(),
-                            reason,
-                        }))
-                    }
                 }
             }
         }
-    };
-    match tokio::time::timeout(up.response_timeout, read_head).await {
-        Ok(Ok(())) => Ok(stream),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(AttemptError::Failed(ProxyError::UpstreamTimeout {
-            addr: backend.addr.to_string(),
-            after: up.response_timeout,
-        })),
+    }
+}
+
+/// Reads into `buf` unless `deadline` passes first (None). Uses the connection's one timer, so a
+/// read that completes in time costs no timer registration.
+async fn read_until<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut bytes::BytesMut,
+    timer: &mut std::pin::Pin<Box<tokio::time::Sleep>>,
+    deadline: Instant,
+) -> Option<std::io::Result<usize>> {
+    let deadline = tokio::time::Instant::from_std(deadline);
+    if timer.deadline() > deadline {
+        timer.as_mut().reset(deadline);
+    }
+    loop {
+        tokio::select! {
+            biased;
+            n = r.read_buf(buf) => return Some(n),
+            _ = timer.as_mut() => {
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    return None;
+                }
+                timer.as_mut().reset(deadline.min(now + super::DRAIN_CHECK));
+            }
+        }
     }
 }
 
@@ -642,6 +678,7 @@ async fn relay_response<T>(
     is_head: bool,
     sticky: Option<String>,
     mut stream: TcpStream,
+    read_timeout: Duration,
 ) -> (u64, bool, Option<TcpStream>, bool)
 where
     T: AsyncRead + AsyncWrite + Unpin,
@@ -749,7 +786,9 @@ where
         if chunk.capacity() < 16 * 1024 {
             chunk.reserve(64 * 1024);
         }
-        match stream.read_buf(&mut chunk).await {
+        let deadline = Instant::now() + read_timeout;
+        let read = read_until(&mut stream, &mut chunk, &mut c.timer, deadline).await;
+        match read.unwrap_or_else(|| Err(std::io::ErrorKind::TimedOut.into())) {
             Ok(0) if close_delimited => {
                 upstream_done = true;
                 reusable = false;

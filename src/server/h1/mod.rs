@@ -28,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
 /// How often an idle connection looks at the drain flag.
-const DRAIN_CHECK: Duration = Duration::from_secs(1);
+pub(crate) const DRAIN_CHECK: Duration = Duration::from_secs(1);
 
 /// Per-connection buffers and parse results, reused for every request on the connection.
 pub(crate) struct Conn {
