@@ -97,6 +97,11 @@ fn init_logging(level: Option<&str>) {
 }
 
 fn build_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if workers == 1 {
+        // One worker: the single-threaded scheduler does the same job without work-stealing
+        // bookkeeping (per-poll clock reads, cross-thread wake-ups).
+        return tokio::runtime::Builder::new_current_thread().enable_all().build();
+    }
     let mut b = tokio::runtime::Builder::new_multi_thread();
     if workers > 0 {
         b.worker_threads(workers);

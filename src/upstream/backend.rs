@@ -63,7 +63,8 @@ impl Backend {
 
     /// May this backend get new requests now?
     pub fn is_available(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed) && self.ejected_until_ms.load(Ordering::Relaxed) <= self.now_ms()
+        // The clock is read only while an ejection is recorded.
+        self.healthy.load(Ordering::Relaxed) && !self.is_ejected()
     }
 
     pub fn is_healthy(&self) -> bool {
@@ -75,7 +76,18 @@ impl Backend {
     }
 
     pub fn is_ejected(&self) -> bool {
-        self.ejected_until_ms.load(Ordering::Relaxed) > self.now_ms()
+        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        if until == 0 {
+            return false;
+        }
+        if until > self.now_ms() {
+            return true;
+        }
+        // Expired: clear it so later checks skip the clock.
+        let _ = self
+            .ejected_until_ms
+            .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed);
+        false
     }
 
     /// A request got a usable answer: forget past failures. `latency` feeds the EWMA (only

@@ -63,20 +63,20 @@ impl Pool {
     }
 
     /// The most recently used idle plain socket that is not too old.
-    pub fn checkout_raw(&self, idle_timeout: Duration) -> Option<TcpStream> {
+    pub fn checkout_raw(&self, idle_timeout: Duration, now: Instant) -> Option<TcpStream> {
         let mut idle = self.raw_idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some((s, since)) = idle.pop() {
-            if since.elapsed() < idle_timeout {
+            if now.saturating_duration_since(since) < idle_timeout {
                 return Some(s);
             }
         }
         None
     }
 
-    pub fn put_raw(&self, stream: TcpStream, max_idle: usize) {
+    pub fn put_raw(&self, stream: TcpStream, max_idle: usize, now: Instant) {
         let mut idle = self.raw_idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < max_idle {
-            idle.push((stream, Instant::now()));
+            idle.push((stream, now));
         }
     }
 

@@ -156,6 +156,7 @@ async fn refuse<T: AsyncWrite + Unpin>(
     let close = c.head.close || consumed > c.rbuf.len();
     write::error_response(&mut c.wbuf, &e, Some((id_name, id)), close);
     let ok = io.write_all(&c.wbuf).await.is_ok();
+    c.last_active = tokio::time::Instant::now();
     Outcome {
         status: e.status().as_u16(),
         bytes_out: 0,
@@ -245,14 +246,14 @@ where
         let tracks_load = up.balancer.reads_load();
         let inflight = InflightGuard::when(tracks_load, &backend);
         let sent_at = Instant::now();
-        match attempt_exchange(io, c, up, &backend, streamed_body, idempotent).await {
+        match attempt_exchange(io, c, up, &backend, streamed_body, idempotent, sent_at).await {
             Ok(stream) => {
-                let upstream_time = sent_at.elapsed();
+                let upstream_time = (tracks_load || c.logging).then(|| sent_at.elapsed());
                 let status = c.resp.status;
                 if status >= 500 {
                     report_failure(up, &backend, &ProxyError::UpstreamStatus(status));
                 } else {
-                    backend.report_success(tracks_load.then_some(upstream_time));
+                    backend.report_success(upstream_time.filter(|_| tracks_load));
                 }
                 let sticky = up.sticky_cookie.as_deref().and_then(|name| {
                     let value = upstream::sticky_value(&backend.addr);
@@ -270,8 +271,10 @@ where
                     up.response_timeout,
                 )
                 .await;
+                let done = Instant::now();
+                c.last_active = done.into();
                 if let Some(stream) = reusable {
-                    backend.pool.put_raw(stream, up.pool.max_idle);
+                    backend.pool.put_raw(stream, up.pool.max_idle, done);
                 }
                 drop(inflight);
                 return Outcome {
@@ -279,7 +282,7 @@ where
                     bytes_out,
                     complete,
                     upstream: Some(backend.addr.clone()),
-                    upstream_time: Some(upstream_time),
+                    upstream_time,
                     error: None,
                     next: if close || !complete {
                         Next::Close
@@ -525,11 +528,12 @@ async fn attempt_exchange<T>(
     backend: &Backend,
     streamed_body: usize,
     idempotent: bool,
+    now: Instant,
 ) -> Result<TcpStream, AttemptError>
 where
     T: AsyncRead + Unpin,
 {
-    let (mut stream, reused) = match backend.pool.checkout_raw(up.pool.idle_timeout) {
+    let (mut stream, reused) = match backend.pool.checkout_raw(up.pool.idle_timeout, now) {
         Some(s) if idempotent || still_open(&s) => (s, true),
         _ => (
             connect(backend, up.connect_timeout)
@@ -567,7 +571,7 @@ where
         }
     }
     c.ubuf.clear();
-    let deadline = Instant::now() + up.response_timeout;
+    let deadline = now + up.response_timeout;
     let timed_out = || {
         AttemptError::Failed(ProxyError::UpstreamTimeout {
             addr: backend.addr.to_string(),

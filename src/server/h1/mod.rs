@@ -47,6 +47,8 @@ pub(crate) struct Conn {
     /// time, head read time, and notices draining.
     timer: Pin<Box<Sleep>>,
     last_active: Instant,
+    /// Access log on: timings are measured only then (or when the balancer needs them).
+    logging: bool,
     /// The snapshot this connection routes with, refreshed when the runtime's generation moves.
     snap: Arc<Snapshot>,
 }
@@ -81,6 +83,7 @@ where
         trusted: info.listener.trusted_proxies.iter().any(|c| c.contains(ip)),
         timer: Box::pin(tokio::time::sleep(DRAIN_CHECK)),
         last_active: Instant::now(),
+        logging: rt.access_log().is_some(),
         snap: rt.snapshot(),
     };
     loop {
@@ -101,10 +104,7 @@ where
         }
         let snap = c.snap.clone();
         match exchange::run(&mut io, &mut c, &info, &rt, &snap).await {
-            Next::KeepAlive { consumed } => {
-                c.rbuf.advance(consumed);
-                c.last_active = Instant::now();
-            }
+            Next::KeepAlive { consumed } => c.rbuf.advance(consumed),
             Next::Close => {
                 let _ = io.shutdown().await;
                 return;
