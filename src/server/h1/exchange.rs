@@ -413,39 +413,47 @@ fn build_request(
     let mut prior_xff: Vec<&[u8]> = Vec::new();
     let mut prior_forwarded: Vec<&[u8]> = Vec::new();
     let (mut has_proto, mut has_fhost) = (false, false);
+    // Kept header lines are copied in runs of adjacent lines (one copy instead of four per line).
+    let mut run = LineRun::default();
     for (n, v) in &head.headers {
         let name = &buf[n.clone()];
         let value = &buf[v.clone()];
         let lower = |s: &[u8]| name.eq_ignore_ascii_case(s);
         if is_hop_by_hop(name, value)
-            || (!head.connection.is_empty() && head.connection_lists(buf, name))
+            || (head.lists_more_hop_fields && head.connection_lists(buf, name))
             || lower(id_name)
             || replaced(name)
         {
+            run.flush(out, buf);
             continue;
         }
         if lower(b"x-forwarded-for") {
             prior_xff.push(value);
+            run.flush(out, buf);
             continue;
         }
         if lower(b"forwarded") {
             prior_forwarded.push(value);
+            run.flush(out, buf);
             continue;
         }
         if lower(b"x-forwarded-proto") {
             if !c.trusted {
+                run.flush(out, buf);
                 continue;
             }
             has_proto = true;
         }
         if lower(b"x-forwarded-host") {
             if !c.trusted {
+                run.flush(out, buf);
                 continue;
             }
             has_fhost = true;
         }
-        line(out, name, value);
+        run.keep(out, buf, n.start, v.end);
     }
+    run.flush(out, buf);
     let proto: &[u8] = if info.listener.tls.is_some() { b"https" } else { b"http" };
     let ip = c.client_ip_text.as_bytes();
     let host = head.host.as_ref().map(|r| &buf[r.clone()]).unwrap_or(b"");
@@ -507,6 +515,37 @@ fn build_request(
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(&buf[head.len..head.len + buffered_body]);
+}
+
+/// Adjacent header lines to copy as one slice. A line joins the run only when it ends in CRLF
+/// right after its value; other lines (bare LF, trailing spaces) are rewritten normalised.
+#[derive(Default)]
+struct LineRun {
+    start: usize,
+    end: usize,
+}
+
+impl LineRun {
+    fn keep(&mut self, out: &mut Vec<u8>, buf: &[u8], line_start: usize, value_end: usize) {
+        if buf.get(value_end..value_end + 2) != Some(b"\r\n") {
+            self.flush(out, buf);
+            let colon = buf[line_start..value_end].iter().position(|&b| b == b':').unwrap_or(0);
+            let value = buf[line_start + colon + 1..value_end].trim_ascii_start();
+            line(out, &buf[line_start..line_start + colon], value);
+            return;
+        }
+        if self.end != line_start || self.start == self.end {
+            self.flush(out, buf);
+            self.start = line_start;
+        }
+        self.end = value_end + 2;
+    }
+
+    fn flush(&mut self, out: &mut Vec<u8>, buf: &[u8]) {
+        out.extend_from_slice(&buf[self.start..self.end]);
+        self.start = 0;
+        self.end = 0;
+    }
 }
 
 fn is_hop_by_hop(name: &[u8], value: &[u8]) -> bool {
@@ -700,19 +739,22 @@ where
     out.push(b' ');
     out.extend_from_slice(&ubuf[resp.reason.clone()]);
     out.extend_from_slice(b"\r\n");
+    let mut run = LineRun::default();
     for (n, v) in &resp.headers {
         let name = &ubuf[n.clone()];
         let value = &ubuf[v.clone()];
         let relay_te = resp.chunked && name.eq_ignore_ascii_case(b"transfer-encoding");
         if (!relay_te && is_hop_by_hop(name, value))
-            || (!resp.connection.is_empty() && resp.connection_lists(ubuf, name))
+            || (resp.lists_more_hop_fields && resp.connection_lists(ubuf, name))
             || name.eq_ignore_ascii_case(id_name)
             || ops.iter().any(|o| o.replaces(name))
         {
+            run.flush(out, ubuf);
             continue;
         }
-        line(out, name, value);
+        run.keep(out, ubuf, n.start, v.end);
     }
+    run.flush(out, ubuf);
     line(out, id_name, request_id);
     if let Some(cookie) = &sticky {
         line(out, b"set-cookie", cookie.as_bytes());

@@ -29,6 +29,8 @@ pub struct RequestHead {
     pub host: Option<Range<usize>>,
     /// Values of `Connection` headers (their tokens name more hop-by-hop fields).
     pub connection: Vec<Range<usize>>,
+    /// A `Connection` header names fields other than close/keep-alive/upgrade.
+    pub lists_more_hop_fields: bool,
 }
 
 pub enum Parsed {
@@ -105,6 +107,7 @@ impl RequestHead {
         self.http10 = version == 0;
         self.headers.clear();
         self.connection.clear();
+        self.lists_more_hop_fields = false;
         self.content_length = None;
         self.chunked = false;
         self.upgrade = false;
@@ -152,6 +155,7 @@ impl RequestHead {
                     if has_token(h.value, b"upgrade") {
                         self.upgrade = true;
                     }
+                    self.lists_more_hop_fields |= names_other_fields(h.value);
                     self.connection.push(v.clone());
                 }
                 7 if name.eq_ignore_ascii_case(b"upgrade") => self.upgrade = true,
@@ -176,6 +180,16 @@ impl RequestHead {
     pub fn connection_lists(&self, buf: &[u8], name: &[u8]) -> bool {
         self.connection.iter().any(|r| has_token(&buf[r.clone()], name))
     }
+}
+
+/// Does a `Connection` value name header fields (anything but close, keep-alive, upgrade)?
+fn names_other_fields(value: &[u8]) -> bool {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii).any(|t| {
+        !t.is_empty()
+            && !t.eq_ignore_ascii_case(b"close")
+            && !t.eq_ignore_ascii_case(b"keep-alive")
+            && !t.eq_ignore_ascii_case(b"upgrade")
+    })
 }
 
 /// Case-insensitive search for `token` in a comma-separated header value.
@@ -240,6 +254,7 @@ pub struct ResponseHead {
     pub chunked: bool,
     pub close: bool,
     pub connection: Vec<Range<usize>>,
+    pub lists_more_hop_fields: bool,
 }
 
 pub enum ParsedResponse {
@@ -270,6 +285,7 @@ impl ResponseHead {
         self.close = self.http10;
         self.headers.clear();
         self.connection.clear();
+        self.lists_more_hop_fields = false;
         self.content_length = None;
         self.chunked = false;
         for h in resp.headers.iter() {
@@ -297,6 +313,7 @@ impl ResponseHead {
                 } else if self.http10 && has_token(h.value, b"keep-alive") {
                     self.close = false;
                 }
+                self.lists_more_hop_fields |= names_other_fields(h.value);
                 self.connection.push(v.clone());
             }
             self.headers.push((range(name), v));
