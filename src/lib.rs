@@ -5,6 +5,7 @@
 //! Configuration flows `config` (parse → compile) → `snapshot`, swapped into the `runtime`.
 
 pub mod admin;
+pub mod cache;
 pub mod config;
 pub mod demo;
 pub mod observe;

@@ -21,6 +21,8 @@ pub struct Runtime {
     health_tasks: Mutex<Vec<JoinHandle<()>>>,
     access_log: OnceLock<AccessLog>,
     maintenance: Mutex<Option<JoinHandle<()>>>,
+    /// Cache stores by zone name: a reload keeps what is cached (unless the size changed).
+    caches: Mutex<HashMap<String, Arc<crate::cache::store::Store>>>,
 }
 
 impl Runtime {
@@ -32,6 +34,7 @@ impl Runtime {
             health_tasks: Mutex::new(Vec::new()),
             access_log: OnceLock::new(),
             maintenance: Mutex::new(None),
+            caches: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&rt);
         let task = tokio::spawn(async move {
@@ -98,6 +101,19 @@ impl Runtime {
             .clone()
     }
 
+    /// The store of cache zone `name` with `capacity` bytes of memory, kept across reloads.
+    pub fn cache_store(&self, name: &str, capacity: u64) -> Arc<crate::cache::store::Store> {
+        let mut map = self.caches.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(name) {
+            Some(store) if store.capacity == capacity => store.clone(),
+            _ => {
+                let store = crate::cache::store::Store::new(capacity);
+                map.insert(name.to_string(), store.clone());
+                store
+            }
+        }
+    }
+
     /// Makes `snap` the live snapshot, restarts health checks for it and forgets backends it no
     /// longer uses (their pooled connections close when the last request using them ends).
     pub fn install(&self, snap: Arc<Snapshot>) {
@@ -118,6 +134,10 @@ impl Runtime {
                 .any(|u| &*u.name == up && u.backends.iter().any(|b| &*b.addr == addr))
         });
         drop(map);
+        self.caches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|name, _| snap.caches.iter().any(|c| &*c.name == name));
         let generation = snap.generation;
         self.snapshot.store(snap);
         self.generation.store(generation, Ordering::Release);

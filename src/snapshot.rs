@@ -22,7 +22,10 @@ pub struct Snapshot {
     pub listeners: Vec<Arc<ListenerSpec>>,
     pub router: Router,
     pub upstreams: Vec<Arc<Upstream>>,
+    pub caches: Vec<Arc<crate::cache::Cache>>,
     pub admin: Option<SocketAddr>,
+    /// Bearer token for the admin API's write operations.
+    pub admin_token: Option<String>,
     pub access_log: AccessLogTarget,
     pub log_level: Option<String>,
     /// Worker threads (0 = one per core). Read at start only.
@@ -38,7 +41,9 @@ impl Snapshot {
             listeners: Vec::new(),
             router: Router::default(),
             upstreams: Vec::new(),
+            caches: Vec::new(),
             admin: None,
+            admin_token: None,
             access_log: AccessLogTarget::Off,
             log_level: None,
             workers: 0,

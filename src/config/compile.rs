@@ -4,6 +4,8 @@
 
 use super::file::*;
 use super::{Diagnostics, Reporter, Source};
+use crate::cache::key::{KeyRule, QueryRule};
+use crate::cache::Cache;
 use crate::pipeline::stage::Stage;
 use crate::route::{
     Action, FixedResponse, HostPattern, Matcher, PathMatch, Redirect, Route, Router, Template, ValueMatch,
@@ -20,7 +22,6 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use toml::Spanned;
@@ -40,11 +41,16 @@ pub fn compile(file: &FileConfig, source: &Source, rt: &Runtime, generation: u64
         .iter()
         .filter_map(|(name, sec)| c.upstream(&mut rep, rt, name, sec).map(|u| (name.clone(), Arc::new(u))))
         .collect();
+    let caches: BTreeMap<String, Arc<Cache>> = file
+        .caches
+        .iter()
+        .filter_map(|(name, sec)| c.cache(&mut rep, rt, name, sec).map(|z| (name.clone(), Arc::new(z))))
+        .collect();
     let routes: Vec<Route> = file
         .routes
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| c.route(&mut rep, i, r, &upstreams, file))
+        .filter_map(|(i, r)| c.route(&mut rep, i, r, &upstreams, &caches, file))
         .collect();
 
     let admin = file
@@ -61,7 +67,7 @@ pub fn compile(file: &FileConfig, source: &Source, rt: &Runtime, generation: u64
                 None
             }
         });
-    if file.listeners.is_empty() && rep.is_empty() {
+    if file.listener_count == 0 {
         rep.error(
             Some(0..0),
             "no [[listener]] configured: nothing would accept connections",
@@ -82,7 +88,9 @@ pub fn compile(file: &FileConfig, source: &Source, rt: &Runtime, generation: u64
         listeners,
         router: Router { routes },
         upstreams: upstreams.into_values().collect(),
+        caches: caches.into_values().collect(),
         admin,
+        admin_token: file.admin.as_ref().and_then(|a| a.token.clone()),
         access_log,
         log_level: file.log.level.clone(),
         workers: file.runtime.workers.unwrap_or(0),
@@ -328,7 +336,7 @@ impl Compiler {
         }
         let refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
         let balancer = match kind {
-            BalanceKind::RoundRobin => Balancer::RoundRobin(AtomicUsize::new(fastrand::usize(..addrs.len().max(1)))),
+            BalanceKind::RoundRobin => Balancer::round_robin(fastrand::usize(..addrs.len().max(1))),
             BalanceKind::WeightedRoundRobin => Balancer::Weighted(Mutex::new(Vec::new())),
             BalanceKind::LeastConn => Balancer::LeastConn,
             BalanceKind::P2cEwma => Balancer::P2cEwma,
@@ -378,12 +386,75 @@ impl Compiler {
         })
     }
 
+    fn cache(&self, rep: &mut Reporter, rt: &Runtime, name: &str, sec: &Spanned<CacheSection>) -> Option<Cache> {
+        let z = sec.get_ref();
+        let start = rep.found.len();
+        if let Some(disk) = &z.disk {
+            rep.error(
+                Some(disk.span()),
+                "the disk tier is not available in this version",
+                Some("remove `disk` to use the memory tier only"),
+            );
+        }
+        let mut key = KeyRule::default();
+        if let Some(k) = &z.key {
+            if let Some(q) = &k.query {
+                key.query = match q.get_ref() {
+                    QueryKey::Mode(m) if m == "all" => QueryRule::All,
+                    QueryKey::Mode(m) if m == "sorted" => QueryRule::Sorted,
+                    QueryKey::Mode(m) if m == "none" => QueryRule::None,
+                    QueryKey::Params(p) => QueryRule::Keep(p.clone()),
+                    QueryKey::Mode(m) => {
+                        rep.error(
+                            Some(q.span()),
+                            format!("unknown query key mode `{m}`"),
+                            Some("use \"all\", \"sorted\", \"none\" or a list of parameter names"),
+                        );
+                        QueryRule::All
+                    }
+                };
+            }
+            for h in k.headers.iter().flatten() {
+                match HeaderName::from_bytes(h.get_ref().as_bytes()) {
+                    Ok(n) => key.headers.push(n),
+                    Err(_) => rep.error(Some(h.span()), format!("invalid header name `{}`", h.get_ref()), None),
+                }
+            }
+            key.cookies = k.cookies.clone().unwrap_or_default();
+        }
+        let tag_header = match &z.tag_header {
+            None => HeaderName::from_static("surrogate-key"),
+            Some(h) => match HeaderName::from_bytes(h.get_ref().as_bytes()) {
+                Ok(n) => n,
+                Err(_) => {
+                    rep.error(Some(h.span()), format!("invalid header name `{}`", h.get_ref()), None);
+                    HeaderName::from_static("surrogate-key")
+                }
+            },
+        };
+        if rep.found.len() > start {
+            return None;
+        }
+        let memory = z.memory.map_or(256 * 1024 * 1024, |b| b.0);
+        Some(Cache {
+            name: Arc::from(name),
+            store: rt.cache_store(name, memory),
+            key,
+            max_object: z.max_object.map_or(8 * 1024 * 1024, |b| b.0),
+            store_set_cookie: z.store_set_cookie.unwrap_or(false),
+            stale_if_down: z.stale_if_down.unwrap_or(true),
+            lock_timeout: z.lock_timeout.map_or(Duration::from_secs(5), |d| d.0),
+            tag_header,
+        })
+    }
+
     fn route(
         &self,
         rep: &mut Reporter,
         index: usize,
         sec: &Spanned<RouteSection>,
         upstreams: &BTreeMap<String, Arc<Upstream>>,
+        caches: &BTreeMap<String, Arc<Cache>>,
         file: &FileConfig,
     ) -> Option<Route> {
         let declared = &file.upstreams;
@@ -500,6 +571,36 @@ impl Compiler {
         if let Some(ops) = &r.response_headers {
             stages.push(Stage::ResponseHeaders(header_ops(rep, sec, ops)));
         }
+        let cache = match &r.cache {
+            None => None,
+            Some(zone) if r.upstream.is_none() => {
+                rep.error(
+                    Some(zone.span()),
+                    "cache needs a route that proxies to an upstream",
+                    None,
+                );
+                None
+            }
+            Some(zone) => match caches.get(zone.get_ref()) {
+                Some(c) => Some(c.clone()),
+                None => {
+                    if !file.caches.contains_key(zone.get_ref()) {
+                        let known: Vec<&str> = file.caches.keys().map(String::as_str).collect();
+                        let hint = if known.is_empty() {
+                            "declare it with [cache.NAME]".to_string()
+                        } else {
+                            format!("declared caches: {}", known.join(", "))
+                        };
+                        rep.error(
+                            Some(zone.span()),
+                            format!("unknown cache `{}`", zone.get_ref()),
+                            Some(&hint),
+                        );
+                    }
+                    None
+                }
+            },
+        };
         if rep.found.len() > start {
             return None;
         }
@@ -507,6 +608,7 @@ impl Compiler {
             name,
             matcher,
             action,
+            cache,
             rewrite: PathRewrite {
                 strip_prefix: r.strip_prefix.as_ref().map(|p| p.get_ref().clone()),
                 add_prefix: r.add_prefix.as_ref().map(|p| p.get_ref().clone()),

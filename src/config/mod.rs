@@ -16,7 +16,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 const SECTIONS_HINT: &str =
-    "top-level sections are [runtime], [admin], [log], [[listener]], [upstream.NAME] and [[route]]";
+    "top-level sections are [runtime], [admin], [log], [[listener]], [upstream.NAME], [cache.NAME] and [[route]]";
 
 /// The text of a config and the name it is reported under.
 #[derive(Debug, Clone)]
@@ -106,29 +106,28 @@ fn parse_partial(source: &Source) -> Result<(FileConfig, Vec<Diagnostic>), Diagn
                     cfg.log = v;
                 }
             }
-            "listener" => cfg.listeners = array_of(&mut rep, value, "listener"),
+            "listener" => {
+                cfg.listener_count = value.get_ref().as_array().map_or(1, |a| a.len());
+                cfg.listeners = array_of(&mut rep, value, "listener");
+            }
             "route" => cfg.routes = array_of(&mut rep, value, "route"),
             "upstream" => {
-                let span = value.span();
-                match value.into_inner() {
-                    DeValue::Table(t) => {
-                        for (name, v) in t {
-                            let span = v.span();
-                            match section(&mut rep, v, "upstream") {
-                                Some(up) => {
-                                    cfg.upstreams.insert(name.get_ref().to_string(), Spanned::new(span, up));
-                                }
-                                None => {
-                                    cfg.broken_upstreams.insert(name.get_ref().to_string());
-                                }
-                            }
+                for (name, up) in named_tables(&mut rep, value, "upstream") {
+                    match up {
+                        Ok(up) => {
+                            cfg.upstreams.insert(name, up);
+                        }
+                        Err(()) => {
+                            cfg.broken_upstreams.insert(name);
                         }
                     }
-                    _ => rep.error(
-                        Some(span),
-                        "`upstream` must be a table of named upstreams",
-                        Some("write [upstream.app] followed by its keys"),
-                    ),
+                }
+            }
+            "cache" => {
+                for (name, zone) in named_tables(&mut rep, value, "cache") {
+                    if let Ok(zone) = zone {
+                        cfg.caches.insert(name, zone);
+                    }
                 }
             }
             other => rep.error(
@@ -139,6 +138,33 @@ fn parse_partial(source: &Source) -> Result<(FileConfig, Vec<Diagnostic>), Diagn
         }
     }
     Ok((cfg, rep.found))
+}
+
+/// `[KIND.NAME]` tables: each parsed on its own (`Err` = its error was reported).
+fn named_tables<'de, T: Deserialize<'de>>(
+    rep: &mut Reporter,
+    value: Spanned<DeValue<'de>>,
+    kind: &str,
+) -> Vec<(String, Result<Spanned<T>, ()>)> {
+    let span = value.span();
+    match value.into_inner() {
+        DeValue::Table(t) => t
+            .into_iter()
+            .map(|(name, v)| {
+                let span = v.span();
+                let parsed = section(rep, v, kind).map(|x| Spanned::new(span, x)).ok_or(());
+                (name.get_ref().to_string(), parsed)
+            })
+            .collect(),
+        _ => {
+            rep.error(
+                Some(span),
+                format!("`{kind}` must be a table of named sections"),
+                Some(&format!("write [{kind}.NAME] followed by its keys")),
+            );
+            Vec::new()
+        }
+    }
 }
 
 /// Deserializes one section, recording its error (with the span serde reports) on failure.
@@ -174,3 +200,6 @@ fn array_of<'de, T: Deserialize<'de>>(rep: &mut Reporter, value: Spanned<DeValue
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

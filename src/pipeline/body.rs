@@ -124,6 +124,8 @@ pin_project! {
         Empty,
         Full { data: Option<Bytes> },
         Upstream { #[pin] inner: Incoming },
+        /// An upstream body copied into the cache as it streams to the client.
+        Filling { #[pin] inner: Incoming, fill: Option<Box<crate::cache::fill::Fill>> },
     }
 }
 
@@ -136,6 +138,26 @@ impl Body for ResponseBody {
             ResponseBodyProj::Empty => Poll::Ready(None),
             ResponseBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ResponseBodyProj::Upstream { inner } => inner.poll_frame(cx).map_err(|e| Box::new(e) as BoxError),
+            ResponseBodyProj::Filling { inner, fill } => {
+                let polled = ready!(inner.poll_frame(cx));
+                match &polled {
+                    Some(Ok(frame)) => {
+                        if let (Some(data), Some(f)) = (frame.data_ref(), fill.as_mut()) {
+                            if !f.data(data) {
+                                *fill = None;
+                            }
+                        }
+                    }
+                    // A failed body is never stored.
+                    Some(Err(_)) => *fill = None,
+                    None => {
+                        if let Some(f) = fill.take() {
+                            f.finish();
+                        }
+                    }
+                }
+                Poll::Ready(polled.map(|r| r.map_err(|e| Box::new(e) as BoxError)))
+            }
         }
     }
 
@@ -144,6 +166,8 @@ impl Body for ResponseBody {
             ResponseBody::Empty => true,
             ResponseBody::Full { data } => data.is_none(),
             ResponseBody::Upstream { inner } => inner.is_end_stream(),
+            // Polled to the end so the fill sees it finish.
+            ResponseBody::Filling { inner, fill } => fill.is_none() && inner.is_end_stream(),
         }
     }
 
@@ -151,7 +175,7 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Empty => SizeHint::with_exact(0),
             ResponseBody::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
-            ResponseBody::Upstream { inner } => inner.size_hint(),
+            ResponseBody::Upstream { inner } | ResponseBody::Filling { inner, .. } => inner.size_hint(),
         }
     }
 }

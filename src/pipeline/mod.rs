@@ -8,6 +8,7 @@ pub mod ctx;
 pub mod respond;
 pub mod stage;
 
+use crate::cache;
 use crate::observe::access_log::LogOnEnd;
 use crate::route::{self, Action, Route};
 use crate::runtime::Runtime;
@@ -138,7 +139,7 @@ fn run_request_stages(route: &Route, parts: &mut Parts, ctx: &mut RequestCtx) ->
 }
 
 async fn proxy(
-    up: &Upstream,
+    up: &Arc<Upstream>,
     route: &Route,
     conn: &ConnInfo,
     parts: &mut Parts,
@@ -218,6 +219,31 @@ async fn proxy(
 
     let client_version = ctx_version(ctx);
     let request = Request::from_parts(std::mem::replace(parts, Request::new(()).into_parts().0), body);
+    if let Some(cache) = &route.cache {
+        let scheme = if conn.listener.tls.is_some() { "https" } else { "http" };
+        let origin = cache::Origin {
+            upstream: up,
+            key_hash,
+            preferred,
+        };
+        let answer = cache::fetch(cache, origin, request, scheme, &ctx.host).await?;
+        let (mut rparts, rbody) = answer.response.into_parts();
+        fwd_headers::strip_hop_by_hop(&mut rparts.headers, false);
+        rparts.version = client_version;
+        if let Some((backend, upstream_time)) = &answer.upstream {
+            ctx.upstream = Some(backend.addr.clone());
+            ctx.upstream_time = Some(*upstream_time);
+            if let Some(cookie) = sticky_cookie(up, sticky_in.as_deref(), backend) {
+                rparts.headers.append(header::SET_COOKIE, cookie);
+            }
+        }
+        rparts.headers.insert(cache::status::NAME, answer.status.header());
+        let mut body = ClientBody::new(rbody);
+        if let Some(release) = answer.release {
+            body.on_end(release);
+        }
+        return Ok(Response::from_parts(rparts, body));
+    }
     let mut fwd = up.forward(request, key_hash, preferred).await?;
     ctx.upstream = Some(fwd.backend.addr.clone());
     ctx.upstream_time = Some(fwd.upstream_time);
@@ -240,17 +266,22 @@ async fn proxy(
     let (mut rparts, rbody) = fwd.response.into_parts();
     fwd_headers::strip_hop_by_hop(&mut rparts.headers, switching);
     rparts.version = client_version;
-    if let Some(name) = &up.sticky_cookie {
-        let value = upstream::sticky_value(&fwd.backend.addr);
-        if sticky_in.as_deref() != Some(value.as_str()) {
-            if let Ok(v) = HeaderValue::from_str(&format!("{name}={value}; Path=/; HttpOnly")) {
-                rparts.headers.append(header::SET_COOKIE, v);
-            }
-        }
+    if let Some(cookie) = sticky_cookie(up, sticky_in.as_deref(), &fwd.backend) {
+        rparts.headers.append(header::SET_COOKIE, cookie);
     }
     let mut body = ClientBody::new(ResponseBody::Upstream { inner: rbody });
     body.on_end(fwd.release);
     Ok(Response::from_parts(rparts, body))
+}
+
+/// The sticky cookie to set when the client is not (yet) pinned to `backend`.
+fn sticky_cookie(up: &Upstream, sent: Option<&str>, backend: &upstream::Backend) -> Option<HeaderValue> {
+    let name = up.sticky_cookie.as_ref()?;
+    let value = upstream::sticky_value(&backend.addr);
+    if sent == Some(value.as_str()) {
+        return None;
+    }
+    HeaderValue::from_str(&format!("{name}={value}; Path=/; HttpOnly")).ok()
 }
 
 fn ctx_version(ctx: &RequestCtx) -> Version {

@@ -21,6 +21,8 @@ pub struct Route {
     pub rewrite: PathRewrite,
     /// Run in order around the action (see `pipeline::stage`).
     pub stages: Vec<Stage>,
+    /// Cache zone in front of the upstream (proxy routes only).
+    pub cache: Option<Arc<crate::cache::Cache>>,
 }
 
 #[derive(Default)]

@@ -84,6 +84,7 @@ fn first_match_wins() {
         }),
         rewrite: Default::default(),
         stages: Vec::new(),
+        cache: None,
     };
     let router = Router {
         routes: vec![mk("api", "/api"), mk("all", "/"), mk("never", "/api/x")],

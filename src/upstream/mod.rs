@@ -7,6 +7,7 @@ pub mod connect;
 pub mod headers;
 pub mod health;
 pub mod pool;
+pub mod shard;
 
 pub use backend::{Backend, PassivePolicy};
 pub use connect::UpstreamTls;

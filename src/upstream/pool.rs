@@ -2,6 +2,7 @@
 //! come back when their response body has been read to the end; one HTTP/2 connection is shared
 //! by all requests. The pool lives in the backend, so it survives reloads.
 
+use super::shard::{self, Padded};
 use crate::pipeline::body::RequestBody;
 use hyper::client::conn::{http1, http2};
 use std::sync::Mutex;
@@ -13,12 +14,25 @@ struct Idle {
     since: Instant,
 }
 
-#[derive(Default)]
+/// Idle plain sockets of one worker-thread shard, most recently used last.
+type RawShard = Mutex<Vec<(TcpStream, Instant)>>;
+
 pub struct Pool {
     idle: Mutex<Vec<Idle>>,
     shared_h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
-    /// Plain sockets used by the HTTP/1 fast path, which speaks HTTP/1.1 on them itself.
-    raw_idle: Mutex<Vec<(TcpStream, Instant)>>,
+    /// Plain sockets used by the HTTP/1 fast path, which speaks HTTP/1.1 on them itself. One
+    /// shard per worker thread (see `shard`), so checkout and return take an uncontended lock.
+    raw_idle: Box<[Padded<RawShard>]>,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Pool {
+            idle: Mutex::default(),
+            shared_h2: Mutex::default(),
+            raw_idle: (0..shard::count()).map(|_| Padded::default()).collect(),
+        }
+    }
 }
 
 impl Pool {
@@ -63,8 +77,12 @@ impl Pool {
     }
 
     /// The most recently used idle plain socket that is not too old.
+    fn raw_shard(&self) -> &RawShard {
+        &self.raw_idle[shard::index(self.raw_idle.len())].0
+    }
+
     pub fn checkout_raw(&self, idle_timeout: Duration, now: Instant) -> Option<TcpStream> {
-        let mut idle = self.raw_idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.raw_shard().lock().unwrap_or_else(|p| p.into_inner());
         while let Some((s, since)) = idle.pop() {
             if now.saturating_duration_since(since) < idle_timeout {
                 return Some(s);
@@ -73,8 +91,10 @@ impl Pool {
         None
     }
 
+    /// `max_idle` bounds the idle sockets kept per worker thread (as nginx's `keepalive` does
+    /// per worker process).
     pub fn put_raw(&self, stream: TcpStream, max_idle: usize, now: Instant) {
-        let mut idle = self.raw_idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.raw_shard().lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < max_idle {
             idle.push((stream, now));
         }
@@ -85,12 +105,22 @@ impl Pool {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         idle.retain(|c| !c.sender.is_closed() && c.since.elapsed() < idle_timeout);
         drop(idle);
-        let mut raw = self.raw_idle.lock().unwrap_or_else(|p| p.into_inner());
-        raw.retain(|(_, since)| since.elapsed() < idle_timeout);
+        for shard in self.raw_idle.iter() {
+            shard
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|(_, since)| since.elapsed() < idle_timeout);
+        }
     }
 
     pub fn idle_count(&self) -> usize {
         let general = self.idle.lock().unwrap_or_else(|p| p.into_inner()).len();
-        general + self.raw_idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+        general
+            + self
+                .raw_idle
+                .iter()
+                .map(|s| s.0.lock().unwrap_or_else(|p| p.into_inner()).len())
+                .sum::<usize>()
     }
 }

@@ -25,7 +25,15 @@ fn config_keys() -> BTreeSet<String> {
         }
     }
     // Internal bookkeeping fields of the assembled file, not TOML keys.
-    for internal in ["listeners", "upstreams", "routes", "broken_upstreams", "matcher"] {
+    for internal in [
+        "listeners",
+        "upstreams",
+        "routes",
+        "caches",
+        "broken_upstreams",
+        "listener_count",
+        "matcher",
+    ] {
         keys.remove(internal);
     }
     keys

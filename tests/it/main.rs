@@ -3,6 +3,7 @@
 mod harness;
 
 mod balance;
+mod cache;
 mod cli;
 mod docs;
 mod fastpath;

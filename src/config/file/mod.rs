@@ -1,10 +1,12 @@
 //! Serde mirror of the TOML file. These types describe the file format only; they never reach the
 //! request path (see `config::compile`). Every struct denies unknown keys so typos are reported.
 
+mod cache;
 mod listener;
 mod route;
 mod upstream;
 
+pub use cache::*;
 pub use listener::*;
 pub use route::*;
 pub use upstream::*;
@@ -24,6 +26,9 @@ pub struct FileConfig {
     pub listeners: Vec<Spanned<ListenerSection>>,
     pub upstreams: BTreeMap<String, Spanned<UpstreamSection>>,
     pub routes: Vec<Spanned<RouteSection>>,
+    pub caches: BTreeMap<String, Spanned<CacheSection>>,
+    /// `[[listener]]` entries written, including ones that failed to parse.
+    pub listener_count: usize,
     /// Upstreams declared but not parsed (their errors are already reported).
     pub broken_upstreams: std::collections::BTreeSet<String>,
 }
@@ -45,6 +50,8 @@ pub struct RuntimeSection {
 #[serde(deny_unknown_fields)]
 pub struct AdminSection {
     pub listen: Spanned<String>,
+    /// Bearer token required by the admin API's write operations (cache purge).
+    pub token: Option<String>,
 }
 
 /// `[log]`: access log destination and diagnostic log level.

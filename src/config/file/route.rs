@@ -23,6 +23,8 @@ pub struct RouteSection {
     pub add_prefix: Option<Spanned<String>>,
     pub request_headers: Option<HeaderOpsSection>,
     pub response_headers: Option<HeaderOpsSection>,
+    /// Cache zone (`[cache.NAME]`) for this route's proxied GET/HEAD responses.
+    pub cache: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

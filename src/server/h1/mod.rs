@@ -11,7 +11,7 @@ mod exchange;
 mod head;
 mod write;
 
-pub use head::{RawRequest, RequestHead};
+pub use head::{Parsed, RawRequest, RequestHead};
 
 use super::conn::{self, ConnInfo};
 use super::Drain;
@@ -19,7 +19,7 @@ use crate::pipeline::respond::ProxyError;
 use crate::runtime::Runtime;
 use crate::snapshot::Snapshot;
 use bytes::{Buf, BytesMut};
-use head::{Parsed, ResponseHead};
+use head::ResponseHead;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;

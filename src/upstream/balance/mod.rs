@@ -7,6 +7,7 @@ pub mod hash;
 pub use hash::{HashKey, HashRing};
 
 use super::backend::Backend;
+use super::shard::{self, Padded};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -18,7 +19,8 @@ pub struct PickInput<'a> {
 }
 
 pub enum Balancer {
-    RoundRobin(AtomicUsize),
+    /// One counter per worker-thread shard (each starting elsewhere), so picks do not contend.
+    RoundRobin(Box<[Padded<AtomicUsize>]>),
     /// nginx's smooth weighted round robin: current weights, adjusted on every pick.
     Weighted(Mutex<Vec<i64>>),
     LeastConn,
@@ -28,6 +30,15 @@ pub enum Balancer {
 }
 
 impl Balancer {
+    /// Round robin starting at `first` (shards start spread out from there).
+    pub fn round_robin(first: usize) -> Balancer {
+        Balancer::RoundRobin(
+            (0..shard::count())
+                .map(|i| Padded(AtomicUsize::new(first + i)))
+                .collect(),
+        )
+    }
+
     /// Does this policy read in-flight counts and latency? Others skip maintaining them.
     pub fn reads_load(&self) -> bool {
         matches!(self, Balancer::LeastConn | Balancer::P2cEwma)
@@ -40,8 +51,8 @@ impl Balancer {
             return None;
         }
         match self {
-            Balancer::RoundRobin(next) => {
-                let start = next.fetch_add(1, Ordering::Relaxed);
+            Balancer::RoundRobin(counters) => {
+                let start = counters[shard::index(counters.len())].0.fetch_add(1, Ordering::Relaxed);
                 (0..n).map(|k| (start + k) % n).find(|&i| usable(i))
             }
             Balancer::Weighted(current) => {

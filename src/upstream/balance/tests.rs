@@ -28,7 +28,7 @@ fn counts(b: &Balancer, bs: &[Arc<Backend>], weights: &[u32], rounds: usize) -> 
 #[test]
 fn round_robin_is_exact() {
     let bs = backends(3);
-    let c = counts(&Balancer::RoundRobin(AtomicUsize::new(0)), &bs, &[1, 1, 1], 300);
+    let c = counts(&Balancer::round_robin(0), &bs, &[1, 1, 1], 300);
     assert_eq!(c, vec![100, 100, 100]);
 }
 
@@ -88,7 +88,7 @@ fn p2c_ewma_avoids_the_slow_backend() {
 fn unavailable_and_excluded_backends_are_skipped() {
     let bs = backends(3);
     bs[1].set_healthy(false);
-    let rr = Balancer::RoundRobin(AtomicUsize::new(0));
+    let rr = Balancer::round_robin(0);
     for _ in 0..10 {
         let i = rr
             .pick(

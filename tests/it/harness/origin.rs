@@ -65,6 +65,7 @@ pub struct Origin {
     pub connections: Arc<AtomicUsize>,
     pub seen: Arc<Mutex<Vec<Seen>>>,
     task: tokio::task::JoinHandle<()>,
+    conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 impl Origin {
@@ -100,6 +101,8 @@ impl Origin {
         let connections = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (r, c, s) = (requests.clone(), connections.clone(), seen.clone());
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let conn_handles = conns.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -107,7 +110,7 @@ impl Origin {
                 };
                 c.fetch_add(1, Ordering::SeqCst);
                 let (handler, r, s) = (handler.clone(), r.clone(), s.clone());
-                tokio::spawn(async move {
+                let conn = tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         r.fetch_add(1, Ordering::SeqCst);
                         s.lock().unwrap().push(Seen {
@@ -123,6 +126,7 @@ impl Origin {
                         .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                         .await;
                 });
+                conn_handles.lock().unwrap().push(conn.abort_handle());
             }
         });
         Origin {
@@ -131,6 +135,7 @@ impl Origin {
             connections,
             seen,
             task,
+            conns,
         }
     }
 
@@ -146,9 +151,12 @@ impl Origin {
         self.seen.lock().unwrap().last().cloned().expect("origin saw a request")
     }
 
-    /// Stops accepting; the port then refuses connections.
+    /// Stops accepting and closes open connections: the port then refuses connections.
     pub fn stop(&self) {
         self.task.abort();
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
     }
 }
 

@@ -1,0 +1,172 @@
+//! Cache storage: a memory tier bounded in bytes with TinyLFU admission and eviction (moka),
+//! holding per primary key the stored variants, plus the table of misses in flight used to
+//! coalesce concurrent requests for one key.
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use http_cache_semantics::CachePolicy;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
+
+/// One stored response.
+pub struct Entry {
+    pub policy: CachePolicy,
+    /// The stored response head, hop-by-hop fields removed, as the origin sent it.
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// The primary key's URL part (for purge by URL and prefix).
+    pub url: String,
+    /// Which variant this is: request header values named by the response's Vary.
+    pub vary_key: String,
+    /// Surrogate keys for purge by tag.
+    pub tags: Vec<String>,
+    pub fresh_until: SystemTime,
+    pub stale_while_revalidate: Duration,
+    pub stale_if_error: Duration,
+    /// False when the response forbids serving it stale (no-cache, must-revalidate, ...).
+    pub may_serve_stale: bool,
+}
+
+impl Entry {
+    /// How long it has been stale (zero while fresh).
+    pub fn stale_for(&self, now: SystemTime) -> Duration {
+        now.duration_since(self.fresh_until).unwrap_or(Duration::ZERO)
+    }
+}
+
+pub type Variants = Arc<Vec<Arc<Entry>>>;
+
+/// At most this many variants per key; the oldest goes first.
+const MAX_VARIANTS: usize = 16;
+/// Bookkeeping cost counted per entry on top of the body.
+const ENTRY_OVERHEAD: usize = 1024;
+
+pub struct Store {
+    entries: moka::sync::Cache<String, Variants>,
+    inflight: Mutex<HashMap<String, watch::Receiver<()>>>,
+    pub capacity: u64,
+}
+
+/// Being first to miss a key makes a request the leader: it fetches, the others wait for it.
+pub enum Flight {
+    Leader(FlightGuard),
+    Follower(watch::Receiver<()>),
+}
+
+/// Held by the leader until its response is stored or abandoned; dropping it wakes followers.
+pub struct FlightGuard {
+    store: Arc<Store>,
+    key: String,
+    _done: watch::Sender<()>,
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        self.store
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
+    }
+}
+
+impl Store {
+    pub fn new(capacity: u64) -> Arc<Store> {
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(capacity)
+            .weigher(|key: &String, variants: &Variants| {
+                let bytes: usize = variants
+                    .iter()
+                    .map(|e| e.body.len() + e.headers.len() * 64 + ENTRY_OVERHEAD)
+                    .sum::<usize>()
+                    + key.len();
+                u32::try_from(bytes).unwrap_or(u32::MAX)
+            })
+            .build();
+        Arc::new(Store {
+            entries,
+            inflight: Mutex::new(HashMap::new()),
+            capacity,
+        })
+    }
+
+    pub fn variants(&self, key: &str) -> Option<Variants> {
+        self.entries.get(key)
+    }
+
+    /// Stores `entry`, replacing the variant with the same Vary values.
+    pub fn insert(&self, key: &str, entry: Entry) {
+        let mut list: Vec<Arc<Entry>> = self
+            .entries
+            .get(key)
+            .map(|v| v.iter().filter(|e| e.vary_key != entry.vary_key).cloned().collect())
+            .unwrap_or_default();
+        if list.len() >= MAX_VARIANTS {
+            list.remove(0);
+        }
+        list.push(Arc::new(entry));
+        self.entries.insert(key.to_string(), Arc::new(list));
+    }
+
+    /// Replaces one stored variant (after a 304 refreshed its headers).
+    pub fn replace(&self, key: &str, old: &Arc<Entry>, new: Entry) {
+        let Some(list) = self.entries.get(key) else { return };
+        let mut new = Some(new);
+        let list: Vec<Arc<Entry>> = list
+            .iter()
+            .map(|e| {
+                if Arc::ptr_eq(e, old) {
+                    new.take().map(Arc::new).unwrap_or_else(|| e.clone())
+                } else {
+                    e.clone()
+                }
+            })
+            .collect();
+        self.entries.insert(key.to_string(), Arc::new(list));
+    }
+
+    pub fn remove(&self, key: &str) -> bool {
+        self.entries.remove(key).is_some()
+    }
+
+    /// Removes every key whose entries match `pred`; returns how many keys went.
+    pub fn remove_where(&self, pred: impl Fn(&str, &Entry) -> bool) -> usize {
+        let doomed: Vec<Arc<String>> = self
+            .entries
+            .iter()
+            .filter(|(k, v)| v.iter().any(|e| pred(k, e)))
+            .map(|(k, _)| k)
+            .collect();
+        for k in &doomed {
+            self.entries.invalidate(k.as_str());
+        }
+        doomed.len()
+    }
+
+    pub fn join(self: &Arc<Self>, key: &str) -> Flight {
+        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(rx) = inflight.get(key) {
+            return Flight::Follower(rx.clone());
+        }
+        let (tx, rx) = watch::channel(());
+        inflight.insert(key.to_string(), rx);
+        Flight::Leader(FlightGuard {
+            store: self.clone(),
+            key: key.to_string(),
+            _done: tx,
+        })
+    }
+
+    pub fn entry_count(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.entry_count()
+    }
+
+    pub fn weighted_size(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.weighted_size()
+    }
+}

@@ -1,0 +1,362 @@
+//! Issue 4 (first part): the shared HTTP cache on real origins — storability, freshness, Vary,
+//! revalidation, stale content, coalescing, purge and Cache-Status.
+
+use crate::harness::*;
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const TOKEN: &str = "s3cret";
+
+fn config(origin: &Origin, zone: &str) -> String {
+    format!(
+        r#"
+[admin]
+listen = "127.0.0.1:0"
+token = "{TOKEN}"
+[log]
+access = "off"
+[[listener]]
+listen = "127.0.0.1:0"
+[cache.main]
+memory = "16MiB"
+max_object = "64KiB"
+{zone}
+[upstream.app]
+servers = ["{}"]
+[[route]]
+upstream = "app"
+cache = "main"
+"#,
+        origin.addr
+    )
+}
+
+/// An origin answering every request with the given headers and a body naming the request count.
+async fn origin_with(headers: &'static [(&'static str, &'static str)]) -> Origin {
+    let n = Arc::new(AtomicUsize::new(0));
+    Origin::start(move |_req| {
+        let i = n.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            let mut r = http::Response::builder();
+            for (k, v) in headers {
+                r = r.header(*k, *v);
+            }
+            r.body(TestBody::text(format!("response {i}"))).unwrap()
+        }
+    })
+    .await
+}
+
+fn req(path: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
+    let mut b = Request::get(path).header("host", "cache.test");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(Full::default()).unwrap()
+}
+
+#[tokio::test]
+async fn fresh_responses_are_served_from_cache() {
+    let origin = origin_with(&[("cache-control", "max-age=60")]).await;
+    let p = proxy(&config(&origin, "")).await;
+    let first = get_host(p.addr(0), "cache.test", "/a").await;
+    assert_eq!(first.body, "response 1");
+    assert!(
+        first
+            .header("cache-status")
+            .starts_with("frontdesk; fwd=uri-miss; fwd-status=200; stored; ttl="),
+        "{}",
+        first.header("cache-status")
+    );
+    for _ in 0..3 {
+        let again = get_host(p.addr(0), "cache.test", "/a").await;
+        assert_eq!(again.body, "response 1");
+        assert!(
+            again.header("cache-status").starts_with("frontdesk; hit; ttl="),
+            "{}",
+            again.header("cache-status")
+        );
+        assert!(!again.header("age").is_empty());
+    }
+    assert_eq!(origin.requests(), 1);
+    // Another path is another key.
+    assert_eq!(get_host(p.addr(0), "cache.test", "/b").await.body, "response 2");
+}
+
+#[tokio::test]
+async fn uncacheable_responses_are_not_stored() {
+    for headers in [
+        &[("cache-control", "no-store")][..],
+        &[("cache-control", "private, max-age=60")],
+        &[("cache-control", "max-age=60"), ("set-cookie", "a=1")],
+    ] {
+        let hs: &'static [(&'static str, &'static str)] = Box::leak(headers.to_vec().into_boxed_slice());
+        let origin = origin_with(hs).await;
+        let p = proxy(&config(&origin, "")).await;
+        get_host(p.addr(0), "cache.test", "/").await;
+        let second = get_host(p.addr(0), "cache.test", "/").await;
+        assert_eq!(second.body, "response 2", "{headers:?} must not be cached");
+        assert!(
+            second.header("cache-status").contains("fwd="),
+            "{}",
+            second.header("cache-status")
+        );
+    }
+}
+
+#[tokio::test]
+async fn authorization_requests_are_stored_only_when_public() {
+    let origin = origin_with(&[("cache-control", "max-age=60")]).await;
+    let p = proxy(&config(&origin, "")).await;
+    send(p.addr(0), req("/", &[("authorization", "Bearer x")])).await;
+    assert_eq!(
+        send(p.addr(0), req("/", &[("authorization", "Bearer x")])).await.body,
+        "response 2"
+    );
+
+    let public = origin_with(&[("cache-control", "public, max-age=60")]).await;
+    let p = proxy(&config(&public, "")).await;
+    send(p.addr(0), req("/", &[("authorization", "Bearer x")])).await;
+    assert_eq!(
+        send(p.addr(0), req("/", &[("authorization", "Bearer x")])).await.body,
+        "response 1"
+    );
+}
+
+#[tokio::test]
+async fn vary_keeps_variants_apart() {
+    let origin = origin_with(&[("cache-control", "max-age=60"), ("vary", "accept-language")]).await;
+    let p = proxy(&config(&origin, "")).await;
+    let en = || req("/", &[("accept-language", "en")]);
+    let de = || req("/", &[("accept-language", "de")]);
+    assert_eq!(send(p.addr(0), en()).await.body, "response 1");
+    assert_eq!(send(p.addr(0), de()).await.body, "response 2");
+    assert_eq!(send(p.addr(0), en()).await.body, "response 1");
+    assert_eq!(send(p.addr(0), de()).await.body, "response 2");
+    assert_eq!(origin.requests(), 2);
+}
+
+#[tokio::test]
+async fn stale_entry_is_revalidated_with_its_etag() {
+    let origin = Origin::start(|req| async move {
+        if req.headers().get("if-none-match").is_some_and(|v| v == "\"v1\"") {
+            return http::Response::builder()
+                .status(304)
+                .header("etag", "\"v1\"")
+                .header("cache-control", "max-age=0")
+                .body(TestBody::empty())
+                .unwrap();
+        }
+        http::Response::builder()
+            .header("etag", "\"v1\"")
+            .header("cache-control", "max-age=0")
+            .body(TestBody::text("body v1"))
+            .unwrap()
+    })
+    .await;
+    let p = proxy(&config(&origin, "")).await;
+    assert_eq!(get_host(p.addr(0), "cache.test", "/").await.body, "body v1");
+    let second = get_host(p.addr(0), "cache.test", "/").await;
+    assert_eq!(second.body, "body v1");
+    assert!(
+        second.header("cache-status").contains("fwd=stale; fwd-status=304"),
+        "{}",
+        second.header("cache-status")
+    );
+    assert_eq!(origin.requests(), 2);
+    assert_eq!(origin.last_seen().headers.get("if-none-match").unwrap(), "\"v1\"");
+}
+
+#[tokio::test]
+async fn client_conditional_gets_304_from_cache() {
+    let origin = origin_with(&[("cache-control", "max-age=60"), ("etag", "\"abc\"")]).await;
+    let p = proxy(&config(&origin, "")).await;
+    get_host(p.addr(0), "cache.test", "/").await;
+    let a = send(p.addr(0), req("/", &[("if-none-match", "\"abc\"")])).await;
+    assert_eq!(a.status, 304);
+    assert_eq!(a.body, "");
+    assert_eq!(a.header("etag"), "\"abc\"");
+    assert_eq!(origin.requests(), 1);
+}
+
+#[tokio::test]
+async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
+    let origin = origin_with(&[("cache-control", "max-age=1, stale-while-revalidate=60")]).await;
+    let p = proxy(&config(&origin, "")).await;
+    assert_eq!(get_host(p.addr(0), "cache.test", "/").await.body, "response 1");
+    // Staleness is a matter of time passing: wait until the entry is past its max-age.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let stale = get_host(p.addr(0), "cache.test", "/").await;
+    assert_eq!(stale.body, "response 1", "stale content served at once");
+    assert!(
+        stale.header("cache-status").contains("detail=stale-while-revalidate"),
+        "{}",
+        stale.header("cache-status")
+    );
+    let o = &origin;
+    eventually(Duration::from_secs(5), "background refresh", || async move {
+        o.requests() == 2
+    })
+    .await;
+    let pr = &p;
+    eventually(Duration::from_secs(5), "refreshed entry served", || async move {
+        get_host(pr.addr(0), "cache.test", "/").await.body == "response 2"
+    })
+    .await;
+    assert_eq!(origin.requests(), 2, "one refresh only");
+}
+
+#[tokio::test]
+async fn stale_if_error_serves_stale_while_the_origin_is_down() {
+    let origin = origin_with(&[("cache-control", "max-age=1, stale-if-error=600")]).await;
+    let cfg = config(&origin, "stale_if_down = false").replace("servers = [", "retries = 0\nservers = [");
+    let p = proxy(&cfg).await;
+    assert_eq!(get_host(p.addr(0), "cache.test", "/").await.body, "response 1");
+    origin.stop();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let a = get_host(p.addr(0), "cache.test", "/").await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body, "response 1");
+    assert!(
+        a.header("cache-status").contains("detail=stale-if-error"),
+        "{}",
+        a.header("cache-status")
+    );
+}
+
+#[tokio::test]
+async fn stale_if_down_switch_covers_responses_without_stale_if_error() {
+    let origin = origin_with(&[("cache-control", "max-age=1")]).await;
+    let cfg = config(&origin, "stale_if_down = true").replace("servers = [", "retries = 0\nservers = [");
+    let p = proxy(&cfg).await;
+    get_host(p.addr(0), "cache.test", "/").await;
+    origin.stop();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(get_host(p.addr(0), "cache.test", "/").await.body, "response 1");
+
+    let origin = origin_with(&[("cache-control", "max-age=1")]).await;
+    let cfg = config(&origin, "stale_if_down = false").replace("servers = [", "retries = 0\nservers = [");
+    let p = proxy(&cfg).await;
+    get_host(p.addr(0), "cache.test", "/").await;
+    origin.stop();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(get_host(p.addr(0), "cache.test", "/").await.status, 502);
+}
+
+#[tokio::test]
+async fn concurrent_misses_are_coalesced_into_one_origin_request() {
+    let slow = Origin::start(|_| async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        http::Response::builder()
+            .header("cache-control", "max-age=60")
+            .body(TestBody::text("slow body"))
+            .unwrap()
+    })
+    .await;
+    let p = proxy(&config(&slow, "")).await;
+    let addr = p.addr(0);
+    let tasks: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(async move { get_host(addr, "cache.test", "/hot").await }))
+        .collect();
+    let mut collapsed = 0;
+    for t in tasks {
+        let a = t.await.unwrap();
+        assert_eq!(a.body, "slow body");
+        if a.header("cache-status").contains("hit") {
+            collapsed += 1;
+        }
+    }
+    assert_eq!(slow.requests(), 1, "one origin request for 20 concurrent misses");
+    assert_eq!(collapsed, 19);
+}
+
+#[tokio::test]
+async fn purge_by_url_prefix_and_tag_needs_the_token() {
+    let origin = origin_with(&[("cache-control", "max-age=60"), ("surrogate-key", "blue product-7")]).await;
+    let p = proxy(&config(&origin, "")).await;
+    let warm = |path: &'static str| get_host(p.addr(0), "cache.test", path);
+    let purge = |query: String, token: Option<&str>| {
+        let mut r = Request::post(format!("/cache/purge?{query}")).header("host", "admin");
+        if let Some(t) = token {
+            r = r.header("authorization", format!("Bearer {t}"));
+        }
+        send(p.admin(), r.body(Full::default()).unwrap())
+    };
+    warm("/p/1").await;
+    warm("/p/2").await;
+    warm("/q").await;
+    assert_eq!(purge("url=http://cache.test/p/1".into(), None).await.status, 401);
+    assert_eq!(
+        purge("url=http://cache.test/p/1".into(), Some("wrong")).await.status,
+        401
+    );
+    let a = purge("url=http://cache.test/p/1".into(), Some(TOKEN)).await;
+    assert_eq!((a.status.as_u16(), a.body.as_str()), (200, "{\"purged\":1}"));
+    assert_eq!(warm("/p/1").await.body, "response 4", "purged URL is fetched again");
+    assert_eq!(warm("/p/2").await.body, "response 2", "others stay");
+    assert_eq!(
+        purge("prefix=http://cache.test/p/".into(), Some(TOKEN)).await.body,
+        "{\"purged\":2}"
+    );
+    assert_eq!(warm("/q").await.body, "response 3");
+    assert_eq!(purge("tag=product-7".into(), Some(TOKEN)).await.body, "{\"purged\":1}");
+    assert_eq!(warm("/q").await.body, "response 5");
+}
+
+#[tokio::test]
+async fn unsafe_methods_invalidate_and_large_or_truncated_bodies_are_not_stored() {
+    let origin = origin_with(&[("cache-control", "max-age=60")]).await;
+    let p = proxy(&config(&origin, "")).await;
+    get_host(p.addr(0), "cache.test", "/doc").await;
+    let post = Request::post("/doc")
+        .header("host", "cache.test")
+        .body(Full::new(Bytes::from_static(b"x")))
+        .unwrap();
+    send(p.addr(0), post).await;
+    assert_eq!(
+        get_host(p.addr(0), "cache.test", "/doc").await.body,
+        "response 3",
+        "POST invalidated the entry"
+    );
+
+    let big = Origin::start(|_| async {
+        http::Response::builder()
+            .header("cache-control", "max-age=60")
+            .body(TestBody::text("b".repeat(100 * 1024)))
+            .unwrap()
+    })
+    .await;
+    let p = proxy(&config(&big, "")).await;
+    assert_eq!(get_host(p.addr(0), "cache.test", "/").await.body.len(), 100 * 1024);
+    get_host(p.addr(0), "cache.test", "/").await;
+    assert_eq!(big.requests(), 2, "bodies over max_object pass through uncached");
+
+    let short = RawOrigin::start(
+        b"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: 10\r\n\r\nhello",
+        true,
+    )
+    .await;
+    let cfg = config(&origin, "").replace(&origin.addr.to_string(), &short.addr.to_string());
+    let p = proxy(&cfg).await;
+    let _ = raw(
+        p.addr(0),
+        b"GET / HTTP/1.1\r\nHost: cache.test\r\nConnection: close\r\n\r\n",
+        Duration::from_millis(500),
+    )
+    .await;
+    let _ = raw(
+        p.addr(0),
+        b"GET / HTTP/1.1\r\nHost: cache.test\r\nConnection: close\r\n\r\n",
+        Duration::from_millis(500),
+    )
+    .await;
+    assert_eq!(
+        short.requests(),
+        2,
+        "a body shorter than its Content-Length is not stored"
+    );
+}
