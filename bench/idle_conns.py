@@ -22,8 +22,15 @@ def main():
     args = ap.parse_args()
     want = args.connections + 1000
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(want * 2, hard)), hard))
+    limit = min(want * 2, hard) if hard != resource.RLIM_INFINITY else want * 2
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, limit), hard))
     work = tempfile.mkdtemp(prefix="idle-")
+    open(f"{work}/origin.conf", "w").write(f"""
+worker_processes 1; daemon off; pid {work}/origin.pid; error_log stderr crit;
+events {{ worker_connections 4096; }}
+http {{ access_log off; server {{ listen 127.0.0.1:29203; location / {{ return 200 "ok"; }} }} }}
+""")
+    origin = subprocess.Popen(["nginx", "-p", work, "-c", f"{work}/origin.conf", "-e", "stderr"])
     cfg = f"""[runtime]
 workers = 1
 watch = false
@@ -32,13 +39,15 @@ access = "off"
 [[listener]]
 listen = "127.0.0.1:29201"
 limits = {{ idle_timeout = "10m", header_read_timeout = "10m" }}
+[upstream.origin]
+servers = ["127.0.0.1:29203"]
 [[route]]
-respond = {{ status = 200, body = "ok" }}
+upstream = "origin"
 """
     open(f"{work}/fd.toml", "w").write(cfg)
     proc = subprocess.Popen([os.path.join(REPO, "target/release/frontdesk"), "run", "--config", f"{work}/fd.toml"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (want * 2, want * 2)))
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard)))
     try:
         for _ in range(100):
             try:
@@ -60,7 +69,8 @@ respond = {{ status = 200, body = "ok" }}
             conns.append(s)
         for s in conns:
             s.recv(4096)
-        time.sleep(1.0)
+        # Connections give their buffers back after about a second of idleness.
+        time.sleep(2.5)
         after = rss_kib(proc.pid)
         per = (after - base) * 1024 / args.connections
         print(f"idle baseline RSS {base} KiB; with {args.connections} more idle keep-alive connections {after} KiB; "
@@ -70,6 +80,8 @@ respond = {{ status = 200, body = "ok" }}
     finally:
         proc.terminate()
         proc.wait(5)
+        origin.terminate()
+        origin.wait(5)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
+/// Bytes an HTTP/2 stream may buffer for sending before the body source is paused.
+const H2_SEND_BUF: usize = 32 * 1024;
+
 /// A compiled `[[listener]]`.
 pub struct ListenerSpec {
     /// The `listen` value as written; identifies the listener across reloads.
@@ -53,6 +56,9 @@ impl ListenerSpec {
             .max_pending_accept_reset_streams(limits.h2_max_pending_resets)
             .max_local_error_reset_streams(limits.h2_max_pending_resets)
             .max_header_list_size(limits.max_header_bytes as u32)
+            // Per-stream send buffer: hyper's default (~400 KiB) lets every stream of every
+            // connection hold a whole large body; backpressure to the upstream is cheaper.
+            .max_send_buf_size(H2_SEND_BUF)
             .keep_alive_interval(Some(Duration::from_secs(30)));
         if http2 {
             b
@@ -270,9 +276,24 @@ async fn serve_stream(
     let _ = stream.set_nodelay(true);
     let info = Arc::new(ConnInfo::new(peer, spec.clone()));
     match &spec.tls {
-        None => h1::serve(stream, info, rt, drain).await,
-        Some(config) => {
-            let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
+        // Each way is boxed so a connection's task holds only the state of the one it takes.
+        None => Box::pin(h1::serve(stream, info, rt, drain)).await,
+        Some(config) => Box::pin(serve_tls(stream, peer, config.clone(), spec.clone(), info, rt, drain)).await,
+    }
+}
+
+async fn serve_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: Arc<rustls::ServerConfig>,
+    spec: Arc<ListenerSpec>,
+    info: Arc<ConnInfo>,
+    rt: Arc<Runtime>,
+    drain: Drain,
+) {
+    {
+        {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
             match tokio::time::timeout(spec.limits.header_read_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
                     if tls.get_ref().1.alpn_protocol() == Some(b"h2") {

@@ -32,6 +32,9 @@ pub struct UpstreamTls {
     pub sni: Option<String>,
 }
 
+/// Largest read buffer of an upstream HTTP/1.1 connection on the general path.
+const READ_BUF: usize = 32 * 1024;
+
 pub enum Connected {
     H1(http1::SendRequest<RequestBody>),
     H2(http2::SendRequest<RequestBody>),
@@ -102,7 +105,13 @@ where
         });
         Ok(Connected::H2(sender))
     } else {
-        let (sender, conn) = http1::Builder::new().handshake(io).await.map_err(err)?;
+        // A bounded read buffer: the body streams through it, and thousands of pooled
+        // connections must not each grow hyper's adaptive buffer (up to ~400 KiB) for large bodies.
+        let (sender, conn) = http1::Builder::new()
+            .max_buf_size(READ_BUF)
+            .handshake(io)
+            .await
+            .map_err(err)?;
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!(error = %e, "upstream connection ended");

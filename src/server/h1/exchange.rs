@@ -620,7 +620,8 @@ where
     };
     loop {
         if c.ubuf.capacity() - c.ubuf.len() < 4096 {
-            c.ubuf.reserve(16 * 1024);
+            c.ubuf
+                .reserve(if c.ubuf.capacity() == 0 { 4 * 1024 } else { 16 * 1024 });
         }
         let n = read_until(&mut stream, &mut c.ubuf, &mut c.timer, deadline)
             .await

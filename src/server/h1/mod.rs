@@ -28,6 +28,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
 /// How often an idle connection looks at the drain flag.
+/// Read buffer kept by a connection waiting for its next request (like nginx's 1k
+/// client_header_buffer_size); longer heads grow it.
+const IDLE_READ_BUF: usize = 1024;
+
 pub(crate) const DRAIN_CHECK: Duration = Duration::from_secs(1);
 
 /// Per-connection buffers and parse results, reused for every request on the connection.
@@ -51,6 +55,21 @@ pub(crate) struct Conn {
     logging: bool,
     /// The snapshot this connection routes with, refreshed when the runtime's generation moves.
     snap: Arc<Snapshot>,
+    /// Buffers were given back while idle (until the next request arrives).
+    idle_buffers_released: bool,
+}
+
+impl Conn {
+    fn release_buffers(&mut self) {
+        self.ubuf = BytesMut::new();
+        self.wbuf = Vec::new();
+        if self.rbuf.capacity() > IDLE_READ_BUF {
+            self.rbuf = BytesMut::new();
+        }
+        self.head.headers = Vec::new();
+        self.resp.headers = Vec::new();
+        self.idle_buffers_released = true;
+    }
 }
 
 enum HeadRead {
@@ -73,9 +92,9 @@ where
 {
     let ip = crate::config::value::canonical(info.peer.ip());
     let mut c = Conn {
-        rbuf: BytesMut::with_capacity(8 * 1024),
-        ubuf: BytesMut::with_capacity(16 * 1024),
-        wbuf: Vec::with_capacity(4 * 1024),
+        rbuf: BytesMut::new(),
+        ubuf: BytesMut::new(),
+        wbuf: Vec::new(),
         head: RequestHead::default(),
         resp: ResponseHead::default(),
         client_ip: ip,
@@ -85,12 +104,13 @@ where
         last_active: Instant::now(),
         logging: rt.access_log().is_some(),
         snap: rt.snapshot(),
+        idle_buffers_released: false,
     };
     loop {
         match read_head(&mut io, &mut c, &info, &drain).await {
-            HeadRead::Ready => {}
+            HeadRead::Ready => c.idle_buffers_released = false,
             HeadRead::Closed => return,
-            HeadRead::Handoff => return handoff(io, c.rbuf, info, rt, drain).await,
+            HeadRead::Handoff => return Box::pin(handoff(io, c.rbuf, info, rt, drain)).await,
             HeadRead::Refused(e) => {
                 tracing::info!(client = %info.peer, reason = %e, "request rejected");
                 write::error_response(&mut c.wbuf, &e, None, true);
@@ -109,7 +129,7 @@ where
                 let _ = io.shutdown().await;
                 return;
             }
-            Next::Handoff => return handoff(io, c.rbuf, info, rt, drain).await,
+            Next::Handoff => return Box::pin(handoff(io, c.rbuf, info, rt, drain)).await,
         }
         if drain.is_draining() {
             let _ = io.shutdown().await;
@@ -134,8 +154,12 @@ async fn read_head<T: AsyncRead + Unpin>(io: &mut T, c: &mut Conn, info: &ConnIn
             }
             head_started.get_or_insert_with(Instant::now);
         }
-        if c.rbuf.capacity() - c.rbuf.len() < 1024 {
-            c.rbuf.reserve(8 * 1024);
+        if c.rbuf.capacity() - c.rbuf.len() < IDLE_READ_BUF {
+            c.rbuf.reserve(if c.idle_buffers_released {
+                IDLE_READ_BUF
+            } else {
+                4 * 1024
+            });
         }
         let read = tokio::select! {
             biased;
@@ -144,6 +168,11 @@ async fn read_head<T: AsyncRead + Unpin>(io: &mut T, c: &mut Conn, info: &ConnIn
                 let now = Instant::now();
                 if c.rbuf.is_empty() && drain.is_draining() {
                     return HeadRead::Closed;
+                }
+                if c.rbuf.is_empty() && !c.idle_buffers_released {
+                    // Idle for a while: give the buffers back so an idle keep-alive connection
+                    // costs little memory; busy connections keep theirs and never pay for this.
+                    c.release_buffers();
                 }
                 let deadline = match head_started {
                     Some(t) => t + limits.header_read_timeout,
