@@ -116,19 +116,7 @@ pub fn server_config(
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some((path, required)) => {
-            let mut roots = rustls::RootCertStore::empty();
-            let cas = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| TlsError::ClientCa {
-                    path: path.into(),
-                    reason: e.to_string(),
-                })?;
-            for ca in cas {
-                roots.add(ca).map_err(|e| TlsError::ClientCa {
-                    path: path.into(),
-                    reason: e.to_string(),
-                })?;
-            }
+            let roots = load_roots(path)?;
             let mut v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             if !required {
                 v = v.allow_unauthenticated();
@@ -149,6 +137,22 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// Trust anchors from a PEM file of CA certificates.
+fn load_roots(path: &str) -> Result<rustls::RootCertStore, TlsError> {
+    let err = |reason: String| TlsError::ClientCa {
+        path: path.into(),
+        reason,
+    };
+    let cas = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| err(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in cas {
+        roots.add(ca).map_err(|e| err(e.to_string()))?;
+    }
+    Ok(roots)
+}
+
 /// Client TLS settings for upstream connections.
 pub fn client_config(ca: Option<&str>, verify: bool, http2: bool) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -159,24 +163,14 @@ pub fn client_config(ca: Option<&str>, verify: bool, http2: bool) -> Result<Arc<
             reason: e.to_string(),
         })?;
     let mut config = if verify {
-        let mut roots = rustls::RootCertStore::empty();
-        match ca {
-            Some(path) => {
-                let cas = CertificateDer::pem_file_iter(path)
-                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| TlsError::ClientCa {
-                        path: path.into(),
-                        reason: e.to_string(),
-                    })?;
-                for c in cas {
-                    roots.add(c).map_err(|e| TlsError::ClientCa {
-                        path: path.into(),
-                        reason: e.to_string(),
-                    })?;
-                }
+        let roots = match ca {
+            Some(path) => load_roots(path)?,
+            None => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                roots
             }
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        }
+        };
         builder.with_root_certificates(roots).with_no_client_auth()
     } else {
         builder

@@ -5,22 +5,6 @@ use http::Request;
 use http_body_util::Full;
 use std::collections::HashMap;
 
-fn config(servers: &str, extra: &str) -> String {
-    format!(
-        r#"
-[log]
-access = "off"
-[[listener]]
-listen = "127.0.0.1:0"
-[upstream.app]
-servers = {servers}
-{extra}
-[[route]]
-upstream = "app"
-"#
-    )
-}
-
 async fn three() -> (Origin, Origin, Origin) {
     (
         Origin::named("a").await,
@@ -41,7 +25,7 @@ async fn tally(p: &TestProxy, n: usize) -> HashMap<String, usize> {
 #[tokio::test]
 async fn round_robin_spreads_evenly() {
     let (a, b, c) = three().await;
-    let p = proxy(&config(&servers(&[&a, &b, &c]), "balance = \"round_robin\"")).await;
+    let p = proxy(&one_upstream(&servers(&[&a, &b, &c]), "balance = \"round_robin\"")).await;
     let t = tally(&p, 30).await;
     assert_eq!(t.values().copied().collect::<Vec<_>>(), vec![10, 10, 10], "{t:?}");
 }
@@ -63,7 +47,11 @@ async fn weighted_round_robin_follows_weights() {
 async fn random_and_p2c_use_every_backend() {
     for policy in ["random", "p2c_ewma", "least_conn"] {
         let (a, b, c) = three().await;
-        let p = proxy(&config(&servers(&[&a, &b, &c]), &format!("balance = \"{policy}\""))).await;
+        let p = proxy(&one_upstream(
+            &servers(&[&a, &b, &c]),
+            &format!("balance = \"{policy}\""),
+        ))
+        .await;
         let t = tally(&p, 90).await;
         let sum: usize = t.values().sum();
         assert_eq!(sum, 90);
@@ -82,7 +70,7 @@ async fn least_conn_avoids_the_busy_backend() {
     })
     .await;
     let fast = Origin::named("fast").await;
-    let p = proxy(&config(&servers(&[&slow, &fast]), "balance = \"least_conn\"")).await;
+    let p = proxy(&one_upstream(&servers(&[&slow, &fast]), "balance = \"least_conn\"")).await;
     let addr = p.addr(0);
     // Ties are broken at random, so send requests until one is held by the slow backend.
     let mut busy = Vec::new();
@@ -114,7 +102,7 @@ async fn least_conn_avoids_the_busy_backend() {
 #[tokio::test]
 async fn hash_by_header_is_consistent() {
     let (a, b, c) = three().await;
-    let p = proxy(&config(
+    let p = proxy(&one_upstream(
         &servers(&[&a, &b, &c]),
         "balance = \"hash\"\nhash_key = \"header:x-user\"",
     ))
@@ -139,7 +127,7 @@ async fn hash_by_header_is_consistent() {
 #[tokio::test]
 async fn sticky_cookie_pins_a_client() {
     let (a, b, c) = three().await;
-    let p = proxy(&config(&servers(&[&a, &b, &c]), "sticky = { cookie = \"srv\" }")).await;
+    let p = proxy(&one_upstream(&servers(&[&a, &b, &c]), "sticky = { cookie = \"srv\" }")).await;
     let first = get(p.addr(0), "/").await;
     let cookie = first.header("set-cookie").to_string();
     assert!(cookie.starts_with("srv="), "sticky cookie set: {cookie}");

@@ -7,26 +7,10 @@ use http_body::Frame;
 use http_body_util::Full;
 use std::time::Duration;
 
-fn config(servers: &str, extra: &str) -> String {
-    format!(
-        r#"
-[log]
-access = "off"
-[[listener]]
-listen = "127.0.0.1:0"
-[upstream.app]
-servers = {servers}
-{extra}
-[[route]]
-upstream = "app"
-"#
-    )
-}
-
 #[tokio::test]
 async fn keep_alive_pool_reuses_one_upstream_connection() {
     let origin = Origin::named("a").await;
-    let p = proxy(&config(&servers(&[&origin]), "")).await;
+    let p = proxy(&one_upstream(&servers(&[&origin]), "")).await;
     let mut c = H1::connect(p.addr(0)).await;
     for _ in 0..20 {
         assert_eq!(c.get("x", "/").await.body, "a");
@@ -44,7 +28,7 @@ async fn retries_connect_failures_on_another_backend() {
     let good = Origin::named("good").await;
     let dead = Origin::named("dead").await;
     dead.stop();
-    let p = proxy(&config(
+    let p = proxy(&one_upstream(
         &servers(&[&good, &dead]),
         "retries = 1\npassive = { consecutive_failures = 0 }",
     ))
@@ -65,7 +49,7 @@ async fn post_with_body_is_not_retried_after_it_was_sent_but_get_is() {
     })
     .await;
     let good = Origin::named("good").await;
-    let cfg = config(
+    let cfg = one_upstream(
         &servers(&[&dropper, &good]),
         "balance = \"weighted_round_robin\"\nretries = 1\npassive = { consecutive_failures = 0 }",
     );
@@ -98,13 +82,17 @@ async fn slow_backend_gets_504_and_dead_one_502() {
         status(200, "late")
     })
     .await;
-    let p = proxy(&config(&servers(&[&slow]), "response_timeout = \"200ms\"\nretries = 0")).await;
+    let p = proxy(&one_upstream(
+        &servers(&[&slow]),
+        "response_timeout = \"200ms\"\nretries = 0",
+    ))
+    .await;
     let a = get(p.addr(0), "/").await;
     assert_eq!(a.status, 504);
 
     let dead = Origin::named("dead").await;
     dead.stop();
-    let p = proxy(&config(&servers(&[&dead]), "retries = 0")).await;
+    let p = proxy(&one_upstream(&servers(&[&dead]), "retries = 0")).await;
     let a = get(p.addr(0), "/").await;
     assert_eq!(a.status, 502);
     assert!(a.body.contains("502"));
@@ -121,7 +109,7 @@ async fn large_bodies_stream_both_ways() {
         http::Response::new(TestBody::Frames([Frame::data(body)].into()))
     })
     .await;
-    let p = proxy(&config(&servers(&[&echo]), "")).await;
+    let p = proxy(&one_upstream(&servers(&[&echo]), "")).await;
     let payload = "x".repeat(8 * 1024 * 1024);
     let req = Request::put("/")
         .header("host", "x")
@@ -141,7 +129,7 @@ async fn response_streams_before_the_backend_finishes() {
         async move { http::Response::new(TestBody::Channel(rx)) }
     })
     .await;
-    let p = proxy(&config(&servers(&[&origin]), "")).await;
+    let p = proxy(&one_upstream(&servers(&[&origin]), "")).await;
     let stream = tokio::net::TcpStream::connect(p.addr(0)).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
         .await
@@ -170,7 +158,7 @@ async fn response_streams_before_the_backend_finishes() {
 #[tokio::test]
 async fn forwarded_headers_and_request_id() {
     let origin = Origin::named("a").await;
-    let p = proxy(&config(&servers(&[&origin]), "")).await;
+    let p = proxy(&one_upstream(&servers(&[&origin]), "")).await;
     let req = Request::get("/path?q=1")
         .header("host", "shop.test")
         .header("x-forwarded-for", "6.6.6.6")
@@ -245,7 +233,7 @@ upstream = "app"
 #[tokio::test]
 async fn h2c_client_to_h1_backend() {
     let origin = Origin::named("a").await;
-    let p = proxy(&config(&servers(&[&origin]), "")).await;
+    let p = proxy(&one_upstream(&servers(&[&origin]), "")).await;
     let a = h2c(
         p.addr(0),
         Request::get("http://h2.test/x").body(Full::default()).unwrap(),
@@ -279,7 +267,7 @@ async fn grpc_style_h2_upstream_with_trailers() {
         r
     })
     .await;
-    let p = proxy(&config(&servers(&[&origin]), "protocol = \"http2\"")).await;
+    let p = proxy(&one_upstream(&servers(&[&origin]), "protocol = \"http2\"")).await;
     let req = Request::post("http://grpc.test/pkg.Service/Method")
         .header("content-type", "application/grpc")
         .header("te", "trailers")
@@ -297,7 +285,7 @@ async fn grpc_style_h2_upstream_with_trailers() {
 async fn no_healthy_backend_gives_503_with_short_body() {
     let dead = Origin::named("dead").await;
     dead.stop();
-    let p = proxy(&config(
+    let p = proxy(&one_upstream(
         &servers(&[&dead]),
         "retries = 0\npassive = { consecutive_failures = 1, base_ejection = \"1m\" }",
     ))

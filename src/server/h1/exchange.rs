@@ -296,41 +296,6 @@ where
                 stale_retries += 1;
                 continue;
             }
-            Err(AttemptError::Stale) => {
-                let e = ProxyError::UpstreamFailed {
-                    addr: backend.addr.to_string(),
-                    reason: "connection closed before the response".into(),
-                };
-                report_failure(up, &backend, &e);
-                last_error = Some(e);
-            }
-            Err(AttemptError::Connect(e)) => {
-                report_failure(up, &backend, &e);
-                tried.push(idx);
-                let more = attempt < up.retries && streamed_body == 0;
-                last_error = Some(e);
-                if more {
-                    continue;
-                }
-                let e = last_error
-                    .take()
-                    .unwrap_or_else(|| ProxyError::NoHealthyBackend(up.name.clone()));
-                return failed(
-                    io,
-                    c,
-                    e,
-                    Some(backend.addr.clone()),
-                    id_name,
-                    request_id,
-                    consumed,
-                    streamed_body > 0,
-                )
-                .await;
-            }
-            Err(AttemptError::Failed(e)) => {
-                report_failure(up, &backend, &e);
-                last_error = Some(e);
-            }
             Err(AttemptError::Client) => {
                 return Outcome {
                     status: 400,
@@ -342,23 +307,30 @@ where
                     next: Next::Close,
                 };
             }
-        }
-        tried.push(idx);
-        if attempt >= up.retries || !(replayable && idempotent && body_len == 0) {
-            let e = last_error
-                .take()
-                .unwrap_or_else(|| ProxyError::NoHealthyBackend(up.name.clone()));
-            return failed(
-                io,
-                c,
-                e,
-                Some(backend.addr.clone()),
-                id_name,
-                request_id,
-                consumed,
-                streamed_body > 0,
-            )
-            .await;
+            Err(failure) => {
+                // Connect failures may always go to another backend (nothing was sent); others
+                // only when the request can be replayed and is idempotent without a body.
+                let replay_ok = replayable && idempotent && body_len == 0;
+                let (e, may_retry) = match failure {
+                    AttemptError::Connect(e) => (e, streamed_body == 0),
+                    AttemptError::Failed(e) => (e, replay_ok),
+                    _ => (
+                        ProxyError::UpstreamFailed {
+                            addr: backend.addr.to_string(),
+                            reason: "connection closed before the response".into(),
+                        },
+                        replay_ok,
+                    ),
+                };
+                report_failure(up, &backend, &e);
+                tried.push(idx);
+                if attempt < up.retries && may_retry {
+                    last_error = Some(e);
+                    continue;
+                }
+                let upstream = Some(backend.addr.clone());
+                return failed(io, c, e, upstream, id_name, request_id, consumed, streamed_body > 0).await;
+            }
         }
     }
 }

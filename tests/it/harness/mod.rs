@@ -74,3 +74,21 @@ pub fn servers(origins: &[&Origin]) -> String {
     let list: Vec<String> = origins.iter().map(|o| format!("\"{}\"", o.addr)).collect();
     format!("[{}]", list.join(", "))
 }
+
+/// One plain listener on port 0, access log off, one upstream `app` with `servers` and `extra`
+/// keys, and a catch-all route to it.
+pub fn one_upstream(servers: &str, extra: &str) -> String {
+    format!(
+        r#"
+[log]
+access = "off"
+[[listener]]
+listen = "127.0.0.1:0"
+[upstream.app]
+servers = {servers}
+{extra}
+[[route]]
+upstream = "app"
+"#
+    )
+}
