@@ -350,3 +350,20 @@ async fn upstream_failure_reason_is_in_the_access_log() {
         "{reason}"
     );
 }
+
+#[tokio::test]
+async fn idle_pooled_connections_expire_after_the_pool_idle_timeout() {
+    let origin = Origin::named("o").await;
+    let p = proxy(&one_upstream(
+        &servers(&[&origin]),
+        "pool = { idle_timeout = \"100ms\" }",
+    ))
+    .await;
+    assert_eq!(get(p.addr(0), "/").await.status, 200);
+    assert_eq!(get(p.addr(0), "/").await.status, 200);
+    assert_eq!(origin.connections(), 1, "reused while fresh");
+    // The pool's idle limit is a matter of time passing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get(p.addr(0), "/").await.status, 200);
+    assert_eq!(origin.connections(), 2, "an expired idle connection is not reused");
+}
