@@ -6,6 +6,7 @@
 
 pub mod fill;
 pub mod key;
+pub mod range;
 pub mod status;
 pub mod store;
 
@@ -135,6 +136,13 @@ async fn miss(
     collapsed: bool,
 ) -> Result<Answer, ProxyError> {
     let now = SystemTime::now();
+    let mut parts = parts;
+    if parts.method == Method::GET {
+        // Fetch the whole object so it can be stored; ranges are then served from the cache
+        // (this answer goes out whole, which RFC 9110 §14.2 allows).
+        parts.headers.remove(header::RANGE);
+        parts.headers.remove(header::IF_RANGE);
+    }
     let request_view = request_copy(&parts);
     let fwd = origin
         .upstream
@@ -257,15 +265,31 @@ fn hit(entry: &Entry, req: &Parts, now: SystemTime, detail: Option<&'static str>
             status,
         };
     }
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    let mut code = entry.status;
+    let mut body = entry.body.clone();
+    if req.method == Method::GET && entry.status == StatusCode::OK {
+        if let range::RangeAnswer::Partial {
+            status: s,
+            headers: extra,
+            body: part,
+        } = range::answer(&req.headers, &headers, &entry.body)
+        {
+            code = s;
+            body = part;
+            headers.remove(header::CONTENT_LENGTH);
+            for (name, value) in &extra {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+    }
     let body = if req.method == Method::HEAD {
         ResponseBody::Empty
     } else {
-        ResponseBody::Full {
-            data: Some(entry.body.clone()),
-        }
+        ResponseBody::Full { data: Some(body) }
     };
     let mut r = Response::new(body);
-    *r.status_mut() = entry.status;
+    *r.status_mut() = code;
     *r.headers_mut() = headers;
     Answer {
         response: r,

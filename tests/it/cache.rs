@@ -360,3 +360,41 @@ async fn unsafe_methods_invalidate_and_large_or_truncated_bodies_are_not_stored(
         "a body shorter than its Content-Length is not stored"
     );
 }
+
+#[tokio::test]
+async fn ranges_are_served_from_the_cached_object() {
+    let origin = Origin::start(|req| async move {
+        assert!(req.headers().get("range").is_none(), "the cache fetches whole objects");
+        http::Response::builder()
+            .header("cache-control", "max-age=60")
+            .header("content-type", "text/plain")
+            .header("etag", "\"r1\"")
+            .body(TestBody::text("0123456789"))
+            .unwrap()
+    })
+    .await;
+    let p = proxy(&config(&origin, "")).await;
+    // A miss with Range is fetched whole and answered whole; later ranges come from the cache.
+    let first = send(p.addr(0), req("/r", &[("range", "bytes=0-3")])).await;
+    assert_eq!((first.status.as_u16(), first.body.as_str()), (200, "0123456789"));
+    let part = send(p.addr(0), req("/r", &[("range", "bytes=2-5")])).await;
+    assert_eq!((part.status.as_u16(), part.body.as_str()), (206, "2345"));
+    assert_eq!(part.header("content-range"), "bytes 2-5/10");
+    let multi = send(p.addr(0), req("/r", &[("range", "bytes=0-0,-1")])).await;
+    assert_eq!(multi.status, 206);
+    assert!(multi.header("content-type").starts_with("multipart/byteranges"));
+    assert!(
+        multi.body.contains("bytes 0-0/10\r\n\r\n0") && multi.body.contains("bytes 9-9/10\r\n\r\n9"),
+        "{}",
+        multi.body
+    );
+    let none = send(p.addr(0), req("/r", &[("range", "bytes=50-")])).await;
+    assert_eq!(none.status, 416);
+    assert_eq!(none.header("content-range"), "bytes */10");
+    let stale_if_range = send(p.addr(0), req("/r", &[("range", "bytes=0-1"), ("if-range", "\"old\"")])).await;
+    assert_eq!(
+        (stale_if_range.status.as_u16(), stale_if_range.body.as_str()),
+        (200, "0123456789")
+    );
+    assert_eq!(origin.requests(), 1);
+}
