@@ -15,6 +15,12 @@ SHARED = os.path.join(os.path.dirname(REPO), "shared", "bench", "conf")
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+def frontdesk_bin():
+    """The release binary, honouring CARGO_TARGET_DIR like cargo does."""
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
+    return os.path.join(target, "release", "frontdesk")
+
+
 def render(template, values):
     text = open(template).read()
     for k, v in values.items():
@@ -97,7 +103,7 @@ http {{ access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
         nginx = start(["nginx", "-p", f"{work}/nginx", "-c", f"{work}/nginx.conf", "-e", "stderr"], proxy_cpu)
         values.update(listen="127.0.0.1:29121", listen_h2="127.0.0.1:29122")
         open(f"{work}/frontdesk.toml", "w").write(render(os.path.join(HERE, "frontdesk.toml"), values))
-        fd = start([os.path.join(REPO, "target/release/frontdesk"), "run", "--config", f"{work}/frontdesk.toml"], proxy_cpu)
+        fd = start([frontdesk_bin(), "run", "--config", f"{work}/frontdesk.toml"], proxy_cpu)
         for port in (29101, 29111, 29121):
             wait_port(port)
         targets = [("nginx", nginx.pid, 29111), ("frontdesk", fd.pid, 29121)]

@@ -6,7 +6,8 @@ Usage: bench/idle_conns.py [--connections 10000]   (frontdesk built with cargo b
 """
 import argparse, os, resource, socket, subprocess, sys, tempfile, time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cpu_split import frontdesk_bin  # noqa: E402
 
 
 def rss_kib(pid):
@@ -45,7 +46,7 @@ servers = ["127.0.0.1:29203"]
 upstream = "origin"
 """
     open(f"{work}/fd.toml", "w").write(cfg)
-    proc = subprocess.Popen([os.path.join(REPO, "target/release/frontdesk"), "run", "--config", f"{work}/fd.toml"],
+    proc = subprocess.Popen([frontdesk_bin(), "run", "--config", f"{work}/fd.toml"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard)))
     try:

@@ -8,7 +8,7 @@ Usage: bench/smoke.py   (needs nginx, wrk; frontdesk built with cargo build --re
 import os, re, shutil, signal, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cpu_split import HERE, REPO, cpu, render, wait_port  # noqa: E402
+from cpu_split import HERE, cpu, frontdesk_bin, render, wait_port  # noqa: E402
 
 
 def main():
@@ -26,7 +26,7 @@ http {{ access_log off; keepalive_requests 100000000;
         values = dict(listen="127.0.0.1:29311", listen_h2="127.0.0.1:29312", up1="127.0.0.1:29301",
                       up2="127.0.0.1:29302", workers=1)
         open(f"{work}/fd.toml", "w").write(render(os.path.join(HERE, "frontdesk.toml"), values))
-        fd = subprocess.Popen([os.path.join(REPO, "target/release/frontdesk"), "run", "--config", f"{work}/fd.toml"],
+        fd = subprocess.Popen([frontdesk_bin(), "run", "--config", f"{work}/fd.toml"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(fd)
         wait_port(29301)
