@@ -138,13 +138,20 @@ impl Body for ResponseBody {
             ResponseBodyProj::Empty => Poll::Ready(None),
             ResponseBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ResponseBodyProj::Upstream { inner } => inner.poll_frame(cx).map_err(|e| Box::new(e) as BoxError),
-            ResponseBodyProj::Filling { inner, fill } => {
-                let polled = ready!(inner.poll_frame(cx));
+            ResponseBodyProj::Filling { mut inner, fill } => {
+                let polled = ready!(inner.as_mut().poll_frame(cx));
                 match &polled {
                     Some(Ok(frame)) => {
                         if let (Some(data), Some(f)) = (frame.data_ref(), fill.as_mut()) {
                             if !f.data(data) {
                                 *fill = None;
+                            }
+                        }
+                        // hyper stops polling a body of known length after its last byte, so a
+                        // body that is complete now must be stored now.
+                        if inner.is_end_stream() {
+                            if let Some(f) = fill.take() {
+                                f.finish();
                             }
                         }
                     }

@@ -398,3 +398,27 @@ async fn ranges_are_served_from_the_cached_object() {
     );
     assert_eq!(origin.requests(), 1);
 }
+
+#[tokio::test]
+async fn responses_with_content_length_are_stored_too() {
+    // hyper stops polling a body of known length after its last byte; the fill must not wait
+    // for an end-of-stream poll that never comes.
+    let origin = RawOrigin::start(
+        b"HTTP/1.1 200 OK\r\nCache-Control: public, max-age=60\r\nContent-Length: 5\r\n\r\nhello",
+        false,
+    )
+    .await;
+    let cfg = config(&Origin::named("unused").await, "")
+        .replace("servers = [", &format!("servers = [\"{}\"] #", origin.addr));
+    let p = proxy(&cfg).await;
+    let mut c = H1::connect(p.addr(0)).await;
+    assert_eq!(c.get("cache.test", "/").await.body, "hello");
+    let second = c.get("cache.test", "/").await;
+    assert_eq!(second.body, "hello");
+    assert!(
+        second.header("cache-status").contains("hit"),
+        "{}",
+        second.header("cache-status")
+    );
+    assert_eq!(origin.requests(), 1);
+}
