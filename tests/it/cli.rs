@@ -119,10 +119,20 @@ fn run_refuses_a_bad_config() {
 fn runtime_workers_sets_the_worker_thread_count() {
     let path = write("workers.toml", "[runtime]\nworkers = 3\n[log]\naccess = \"off\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\n[[route]]\nrespond = { status = 204 }\n");
     let (proc, _addr) = crate::harness::process::Process::start(&path);
-    let tasks = std::fs::read_dir(format!("/proc/{}/task", proc.child.id())).unwrap();
-    let workers = tasks
-        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
-        .filter(|name| name.trim() == "frontdesk-worke") // comm is cut to 15 bytes
-        .count();
+    // A thread takes its name when it first runs, which on a loaded machine can come a little
+    // after it exists: look again until the names are there (or 5 s pass).
+    let count = || {
+        std::fs::read_dir(format!("/proc/{}/task", proc.child.id()))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+            .filter(|name| name.trim() == "frontdesk-worke") // comm is cut to 15 bytes
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut workers = count();
+    while workers < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        workers = count();
+    }
     assert_eq!(workers, 3);
 }
