@@ -485,6 +485,8 @@ fn refreshed_entry(old: &Entry, policy: CachePolicy, merged: &HeaderMap, date: O
     if let Some(d) = date.or(old.headers.get(header::DATE)) {
         headers.insert(header::DATE, d.clone());
     }
+    // What the origin now says about stale content replaces what it said before.
+    let cc = directives(&headers);
     Entry {
         fresh_until: now + policy.time_to_live(now),
         policy,
@@ -494,9 +496,13 @@ fn refreshed_entry(old: &Entry, policy: CachePolicy, merged: &HeaderMap, date: O
         url: old.url.clone(),
         vary_key: old.vary_key.clone(),
         tags: old.tags.clone(),
-        stale_while_revalidate: old.stale_while_revalidate,
-        stale_if_error: old.stale_if_error,
-        may_serve_stale: old.may_serve_stale,
+        stale_while_revalidate: if cc.forbids_stale {
+            Duration::ZERO
+        } else {
+            cc.stale_while_revalidate
+        },
+        stale_if_error: cc.stale_if_error,
+        may_serve_stale: !cc.forbids_stale,
     }
 }
 

@@ -132,6 +132,10 @@ fn parse(spec: &str, len: u64) -> Option<Vec<(u64, u64)>> {
     if count == 0 {
         return None;
     }
+    // Overlapping ranges that add up to more than the object would amplify it: send it whole.
+    if out.iter().map(|(a, b)| b - a + 1).sum::<u64>() > len {
+        return None;
+    }
     Some(out)
 }
 

@@ -113,3 +113,74 @@ async fn malformed_upstream_response_gives_502() {
     let p = proxy(&config(origin.addr)).await;
     assert_eq!(get(p.addr(0), "/").await.status, 502);
 }
+
+#[tokio::test]
+async fn connection_header_cannot_remove_framing_fields() {
+    // Found in review: `Connection: content-length` must not strip the length while the body is
+    // still relayed (the body would become a second, unchecked request upstream).
+    let echo = Origin::start(|req| async move {
+        let body = http_body_util::BodyExt::collect(req.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        status(200, &format!("got {} bytes", body.len()))
+    })
+    .await;
+    let p = proxy(&config(echo.addr)).await;
+    let smuggle = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 29\r\nConnection: content-length\r\n\r\nGET /admin HTTP/1.1\r\nHost: x\r\n\r\n";
+    let answer = raw(p.addr(0), smuggle, WAIT).await;
+    assert!(answer.contains("got 29 bytes"), "{answer}");
+    assert_eq!(
+        echo.requests(),
+        1,
+        "the body reached the origin as a body, not as a request"
+    );
+}
+
+#[tokio::test]
+async fn keep_alive_continues_after_a_streamed_request_body() {
+    // Found in review: a body larger than what arrived with the head used to make the
+    // connection task consume too much of its buffer.
+    let echo = Origin::start(|req| async move {
+        let body = http_body_util::BodyExt::collect(req.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        status(200, &format!("got {} bytes", body.len()))
+    })
+    .await;
+    let p = proxy(&config(echo.addr)).await;
+    let mut c = H1::connect(p.addr(0)).await;
+    for _ in 0..3 {
+        let req = http::Request::post("/")
+            .header("host", "x")
+            .body(http_body_util::Full::new(bytes::Bytes::from(vec![b'x'; 300_000])))
+            .unwrap();
+        assert_eq!(c.send(req).await.body, "got 300000 bytes");
+        assert_eq!(c.get("x", "/").await.body, "got 0 bytes");
+    }
+}
+
+#[tokio::test]
+async fn upstream_status_line_without_reason_and_bad_chunks() {
+    let no_reason = RawOrigin::start(b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok", false).await;
+    let p = proxy(&config(no_reason.addr)).await;
+    let a = get(p.addr(0), "/").await;
+    assert_eq!((a.status.as_u16(), a.body.as_str()), (200, "ok"));
+
+    let bad_chunks = RawOrigin::start(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n5\r\nhelloXX",
+        false,
+    )
+    .await;
+    let p = proxy(&config(bad_chunks.addr)).await;
+    let answer = raw(p.addr(0), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", Duration::from_secs(3)).await;
+    assert!(
+        !answer.to_ascii_lowercase().contains("content-length"),
+        "no length next to chunked: {answer}"
+    );
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && !answer.contains("0\r\n\r\n"),
+        "the broken body is cut, never completed: {answer}"
+    );
+}

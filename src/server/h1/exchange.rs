@@ -225,7 +225,9 @@ where
     let mut tried: Vec<usize> = Vec::new();
     let mut stale_retries = 0;
     let mut last_error: Option<ProxyError> = None;
-    let consumed = c.head.len + body_len;
+    // What leaves the read buffer: the head and the part of the body that was in it (a longer
+    // body was read from the socket directly).
+    let consumed = c.head.len + buffered_body;
     loop {
         let pick = match (tried.is_empty(), preferred) {
             (true, Some(i)) => Some(i),
@@ -393,7 +395,7 @@ fn build_request(
         let value = &buf[v.clone()];
         let lower = |s: &[u8]| name.eq_ignore_ascii_case(s);
         if is_hop_by_hop(name, value)
-            || (head.lists_more_hop_fields && head.connection_lists(buf, name))
+            || (head.lists_more_hop_fields && !super::head::is_protected(name) && head.connection_lists(buf, name))
             || lower(id_name)
             || replaced(name)
         {
@@ -719,7 +721,8 @@ where
         let value = &ubuf[v.clone()];
         let relay_te = resp.chunked && name.eq_ignore_ascii_case(b"transfer-encoding");
         if (!relay_te && is_hop_by_hop(name, value))
-            || (resp.lists_more_hop_fields && resp.connection_lists(ubuf, name))
+            || (resp.chunked && name.eq_ignore_ascii_case(b"content-length"))
+            || (resp.lists_more_hop_fields && !super::head::is_protected(name) && resp.connection_lists(ubuf, name))
             || name.eq_ignore_ascii_case(id_name)
             || ops.iter().any(|o| o.replaces(name))
         {
@@ -748,6 +751,8 @@ where
     let mut reusable = !resp.close;
     let mut tracker = resp.chunked.then(ChunkTracker::default);
     let mut left = resp.content_length.unwrap_or(u64::MAX);
+    // A malformed chunked body from the upstream: stop relaying and close the client.
+    let malformed = std::sync::atomic::AtomicBool::new(false);
     let take = |data: &[u8],
                 tracker: &mut Option<ChunkTracker>,
                 left: &mut u64,
@@ -770,7 +775,8 @@ where
                 Err(_) => {
                     *reusable = false;
                     *done = true;
-                    data.len()
+                    malformed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    0
                 }
             }
         } else if close_delimited {
@@ -791,7 +797,8 @@ where
         upstream_done = true;
     }
     let n = take(initial, &mut tracker, &mut left, &mut upstream_done, &mut reusable);
-    if no_body && !initial.is_empty() {
+    if n < initial.len() {
+        // Bytes beyond this response (or a body where none belongs): the socket is out of step.
         reusable = false;
     }
     out.extend_from_slice(&initial[..n]);
@@ -830,6 +837,10 @@ where
         }
     }
     c.ubuf = chunk;
+    if malformed.load(std::sync::atomic::Ordering::Relaxed) {
+        complete = false;
+        reusable = false;
+    }
     // Like the general path, count body bytes without chunk framing.
     let body_bytes = tracker.map_or(sent, |t| t.payload);
     (

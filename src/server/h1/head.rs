@@ -78,9 +78,15 @@ impl RequestHead {
             return Err(ProxyError::HeadersTooLarge);
         }
         let base = buf.as_ptr() as usize;
+        // httparse hands out slices of `buf`, except for constants such as an empty reason
+        // phrase: those get an empty range instead of a bogus offset.
         let range = |s: &[u8]| {
-            let start = s.as_ptr() as usize - base;
-            start..start + s.len()
+            let start = (s.as_ptr() as usize).wrapping_sub(base);
+            if s.is_empty() || start.checked_add(s.len()).is_none_or(|end| end > buf.len()) {
+                0..0
+            } else {
+                start..start + s.len()
+            }
         };
         let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
             return Err(ProxyError::BadRequest("malformed request line"));
@@ -182,6 +188,14 @@ impl RequestHead {
     }
 }
 
+/// Fields a `Connection` header may not remove: they frame or address the message, and
+/// dropping them while relaying the body would desynchronise the peer (request smuggling).
+pub fn is_protected(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"content-length")
+        || name.eq_ignore_ascii_case(b"transfer-encoding")
+        || name.eq_ignore_ascii_case(b"host")
+}
+
 /// Does a `Connection` value name header fields (anything but close, keep-alive, upgrade)?
 fn names_other_fields(value: &[u8]) -> bool {
     value.split(|&b| b == b',').map(<[u8]>::trim_ascii).any(|t| {
@@ -274,9 +288,15 @@ impl ResponseHead {
                 Err(e) => return Err(format!("invalid response head: {e}")),
             };
         let base = buf.as_ptr() as usize;
+        // httparse hands out slices of `buf`, except for constants such as an empty reason
+        // phrase: those get an empty range instead of a bogus offset.
         let range = |s: &[u8]| {
-            let start = s.as_ptr() as usize - base;
-            start..start + s.len()
+            let start = (s.as_ptr() as usize).wrapping_sub(base);
+            if s.is_empty() || start.checked_add(s.len()).is_none_or(|end| end > buf.len()) {
+                0..0
+            } else {
+                start..start + s.len()
+            }
         };
         self.len = len;
         self.status = resp.code.unwrap_or(0);
@@ -294,7 +314,9 @@ impl ResponseHead {
             if name.eq_ignore_ascii_case(b"content-length") {
                 let n: u64 = std::str::from_utf8(h.value)
                     .ok()
-                    .and_then(|s| s.trim().parse().ok())
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|s| s.parse().ok())
                     .ok_or_else(|| "invalid Content-Length in response".to_string())?;
                 if self.content_length.is_some_and(|p| p != n) {
                     return Err("conflicting Content-Length in response".into());
@@ -318,8 +340,15 @@ impl ResponseHead {
             }
             self.headers.push((range(name), v));
         }
-        if self.chunked {
-            // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length; the length is not sent on.
+        if self.chunked
+            || self.close
+                && self
+                    .headers
+                    .iter()
+                    .any(|(n, _)| buf[n.clone()].eq_ignore_ascii_case(b"transfer-encoding"))
+        {
+            // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length (which is not sent on);
+            // a coding list not ending in chunked makes the body close-delimited.
             self.content_length = None;
         }
         Ok(ParsedResponse::Complete)
