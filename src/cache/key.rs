@@ -32,7 +32,60 @@ impl Default for KeyRule {
     }
 }
 
+/// One value, unambiguously: its length, then its bytes (hex when not UTF-8), so that no two
+/// different sets of values can produce the same key.
+fn push_value(key: &mut String, v: &[u8]) {
+    key.push_str(&v.len().to_string());
+    key.push(':');
+    match std::str::from_utf8(v) {
+        Ok(s) => key.push_str(s),
+        Err(_) => {
+            key.push('~');
+            for b in v {
+                key.push_str(&format!("{b:02x}"));
+            }
+        }
+    }
+    key.push(';');
+}
+
 impl KeyRule {
+    /// Rewrites the request URI's query as the key sees it, so that requests sharing a key also
+    /// match the stored response's URI (the cache policy compares URIs).
+    pub fn normalize(&self, parts: &mut Parts) {
+        if matches!(self.query, QueryRule::All) {
+            return;
+        }
+        let path = parts.uri.path();
+        let query = self.query_part(parts.uri.query().unwrap_or(""));
+        let pq = if query.is_empty() {
+            path.to_string()
+        } else {
+            format!("{path}?{query}")
+        };
+        let mut uri = http::uri::Parts::from(parts.uri.clone());
+        if let Ok(p) = http::uri::PathAndQuery::try_from(pq) {
+            uri.path_and_query = Some(p);
+            if let Ok(u) = http::Uri::from_parts(uri) {
+                parts.uri = u;
+            }
+        }
+    }
+
+    fn query_part(&self, query: &str) -> String {
+        let mut params: Vec<&str> = match &self.query {
+            QueryRule::All => return query.to_string(),
+            QueryRule::None => return String::new(),
+            QueryRule::Sorted => query.split('&').filter(|p| !p.is_empty()).collect(),
+            QueryRule::Keep(names) => query
+                .split('&')
+                .filter(|p| names.iter().any(|n| p.split('=').next() == Some(n.as_str())))
+                .collect(),
+        };
+        params.sort_unstable();
+        params.join("&")
+    }
+
     /// The primary key; `url` is also what purge by URL and prefix compare against.
     pub fn primary(&self, scheme: &str, host: &str, parts: &Parts) -> String {
         let mut key = String::with_capacity(64);
@@ -40,44 +93,24 @@ impl KeyRule {
         key.push_str("://");
         key.push_str(host);
         key.push_str(parts.uri.path());
-        let query = parts.uri.query().unwrap_or("");
-        let kept: Option<Vec<&str>> = match &self.query {
-            QueryRule::All => {
-                if !query.is_empty() {
-                    key.push('?');
-                    key.push_str(query);
-                }
-                None
-            }
-            QueryRule::None => None,
-            QueryRule::Sorted => Some(query.split('&').filter(|p| !p.is_empty()).collect()),
-            QueryRule::Keep(names) => Some(
-                query
-                    .split('&')
-                    .filter(|p| names.iter().any(|n| p.split('=').next() == Some(n.as_str())))
-                    .collect(),
-            ),
-        };
-        if let Some(mut params) = kept {
-            params.sort_unstable();
-            if !params.is_empty() {
-                key.push('?');
-                key.push_str(&params.join("&"));
-            }
+        let query = self.query_part(parts.uri.query().unwrap_or(""));
+        if !query.is_empty() {
+            key.push('?');
+            key.push_str(&query);
         }
         for h in &self.headers {
             key.push('\n');
             key.push_str(h.as_str());
             key.push(':');
             for v in parts.header_values(h.as_str()) {
-                key.push_str(&String::from_utf8_lossy(v));
+                push_value(&mut key, v);
             }
         }
         for c in &self.cookies {
             key.push_str("\ncookie ");
             key.push_str(c);
             key.push('=');
-            key.push_str(cookie_value(parts, c).unwrap_or(""));
+            push_value(&mut key, cookie_value(parts, c).unwrap_or("").as_bytes());
         }
         key
     }
@@ -118,6 +151,14 @@ mod tests {
             headers: vec![HeaderName::from_static("accept-language")],
             cookies: vec!["currency".into()],
         };
+        // Two header lines "a" and "b" must not collide with one line "ab".
+        let two = KeyRule {
+            headers: vec![HeaderName::from_static("x-t")],
+            ..Default::default()
+        };
+        let split = two.primary("http", "h", &parts("/", &[("x-t", "a"), ("x-t", "b")]));
+        let joined = two.primary("http", "h", &parts("/", &[("x-t", "ab")]));
+        assert_ne!(split, joined);
         let en = rule.primary(
             "http",
             "h",

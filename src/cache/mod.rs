@@ -62,6 +62,9 @@ pub async fn fetch(
     let now = SystemTime::now();
     let (parts, body) = req.into_parts();
     let key = cache.key.primary(scheme, host, &parts);
+    // The request as the cache policy sees it: with the query as the key normalises it.
+    let mut view = request_copy(&parts);
+    cache.key.normalize(&mut view);
     if parts.method != Method::GET && parts.method != Method::HEAD {
         // RFC 9111 §4.4: a successful unsafe request invalidates what is stored for its URI.
         let answer = forward(&origin, Request::from_parts(parts, body), "request").await?;
@@ -78,10 +81,10 @@ pub async fn fetch(
         if let Some(variants) = cache.store.variants(&key) {
             reason = "vary-miss";
             for entry in variants.iter() {
-                match entry.policy.before_request(&parts, now) {
+                match entry.policy.before_request(&view, now) {
                     BeforeRequest::Fresh(_) => return Ok(hit(entry, &parts, now, None)),
                     BeforeRequest::Stale { request, matches: true } => {
-                        return revalidate(cache, &origin, &key, entry.clone(), request, &parts, now).await;
+                        return revalidate(cache, &origin, &key, entry.clone(), request, &view, now).await;
                     }
                     BeforeRequest::Stale { matches: false, .. } => {}
                 }
@@ -143,7 +146,8 @@ async fn miss(
         parts.headers.remove(header::RANGE);
         parts.headers.remove(header::IF_RANGE);
     }
-    let request_view = request_copy(&parts);
+    let mut request_view = request_copy(&parts);
+    cache.key.normalize(&mut request_view);
     let fwd = origin
         .upstream
         .forward(Request::from_parts(parts, body), origin.key_hash, origin.preferred)

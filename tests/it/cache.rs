@@ -422,3 +422,25 @@ async fn responses_with_content_length_are_stored_too() {
     );
     assert_eq!(origin.requests(), 1);
 }
+
+#[tokio::test]
+async fn normalised_query_keys_share_one_entry() {
+    let origin = origin_with(&[("cache-control", "max-age=60")]).await;
+    let p = proxy(&config(&origin, "key = { query = \"sorted\" }")).await;
+    assert_eq!(get_host(p.addr(0), "cache.test", "/s?b=2&a=1").await.body, "response 1");
+    let same = get_host(p.addr(0), "cache.test", "/s?a=1&b=2").await;
+    assert_eq!(same.body, "response 1", "{}", same.header("cache-status"));
+    assert_eq!(get_host(p.addr(0), "cache.test", "/s?a=1&b=3").await.body, "response 2");
+
+    let origin = origin_with(&[("cache-control", "max-age=60")]).await;
+    let p = proxy(&config(&origin, "key = { query = [\"id\"] }")).await;
+    assert_eq!(
+        get_host(p.addr(0), "cache.test", "/k?id=7&utm=a").await.body,
+        "response 1"
+    );
+    assert_eq!(
+        get_host(p.addr(0), "cache.test", "/k?utm=b&id=7").await.body,
+        "response 1"
+    );
+    assert_eq!(origin.requests(), 1);
+}
