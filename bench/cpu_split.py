@@ -54,6 +54,17 @@ def cpu(pid):
     return u / TICK, s / TICK
 
 
+def stop_all(procs):
+    """SIGTERM, then SIGKILL after 5 s."""
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def wait_port(port, timeout=10):
     import socket
     end = time.time() + timeout
@@ -131,13 +142,7 @@ http {{ access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
                 print(f"| {path} | {name} | {rps:,.0f} | {u:.2f} | {k:.2f} | {u + k:.2f} | {u / nu:.2f} | {(u + k) / nt:.2f} |")
         print(f"\n{args.rounds} rounds x {args.duration}s, {args.conns} connections, medians; proxy on CPU {proxy_cpu}, wrk and origin on {load_cpus}.")
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         shutil.rmtree(work, ignore_errors=True)
 
 

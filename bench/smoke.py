@@ -5,10 +5,10 @@ Fails only below half of it; the real proof is the benchmark in docs/performance
 
 Usage: bench/smoke.py   (needs nginx, wrk; frontdesk built with cargo build --release)
 """
-import os, re, shutil, signal, subprocess, sys, tempfile
+import os, re, shutil, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cpu_split import HERE, cpu, frontdesk_bin, render, wait_port  # noqa: E402
+from cpu_split import HERE, cpu, frontdesk_bin, render, stop_all, wait_port  # noqa: E402
 
 
 def main():
@@ -45,12 +45,7 @@ http {{ access_log off; keepalive_requests 100000000;
         if per_cpu_s < baseline / 2:
             sys.exit("smoke: requests per CPU-second fell below half of the recorded baseline")
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         shutil.rmtree(work, ignore_errors=True)
 
 

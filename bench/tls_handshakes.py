@@ -6,10 +6,10 @@ handshakes per proxy CPU-second, read from /proc like cpu_split.py.
 
 Usage: bench/tls_handshakes.py [--seconds 5] [--rounds 3]
 """
-import argparse, os, re, shutil, signal, subprocess, sys, tempfile
+import argparse, os, re, shutil, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cpu_split import cpu, frontdesk_bin, wait_port  # noqa: E402
+from cpu_split import cpu, frontdesk_bin, stop_all, wait_port  # noqa: E402
 
 
 def main():
@@ -78,12 +78,7 @@ respond = {{ status = 200, body = "ok" }}
                 print(f"| {label} | {name} | {per_s:,.0f} | {per_cpu:,.0f} | {per_cpu / base:.2f} |")
         print(f"\n{args.rounds} rounds x {args.seconds}s, ECDSA P-256, openssl s_time on CPU {load_cpus}, proxy on CPU {proxy_cpu}.")
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         shutil.rmtree(work, ignore_errors=True)
 
 

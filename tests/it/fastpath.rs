@@ -24,14 +24,7 @@ async fn pipelined_requests_are_answered_in_order() {
 
 #[tokio::test]
 async fn connection_moves_to_the_general_path_for_a_chunked_request() {
-    let echo = Origin::start(|req| async move {
-        let body = http_body_util::BodyExt::collect(req.into_body())
-            .await
-            .unwrap()
-            .to_bytes();
-        status(200, &format!("got {} bytes", body.len()))
-    })
-    .await;
+    let echo = body_size_echo().await;
     let p = proxy(&config(echo.addr)).await;
     let both = b"GET / HTTP/1.1\r\nHost: x\r\n\r\nPOST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
     let answer = raw(p.addr(0), both, WAIT).await;
@@ -118,14 +111,7 @@ async fn malformed_upstream_response_gives_502() {
 async fn connection_header_cannot_remove_framing_fields() {
     // Found in review: `Connection: content-length` must not strip the length while the body is
     // still relayed (the body would become a second, unchecked request upstream).
-    let echo = Origin::start(|req| async move {
-        let body = http_body_util::BodyExt::collect(req.into_body())
-            .await
-            .unwrap()
-            .to_bytes();
-        status(200, &format!("got {} bytes", body.len()))
-    })
-    .await;
+    let echo = body_size_echo().await;
     let p = proxy(&config(echo.addr)).await;
     let smuggle = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 29\r\nConnection: content-length\r\n\r\nGET /admin HTTP/1.1\r\nHost: x\r\n\r\n";
     let answer = raw(p.addr(0), smuggle, WAIT).await;
@@ -141,14 +127,7 @@ async fn connection_header_cannot_remove_framing_fields() {
 async fn keep_alive_continues_after_a_streamed_request_body() {
     // Found in review: a body larger than what arrived with the head used to make the
     // connection task consume too much of its buffer.
-    let echo = Origin::start(|req| async move {
-        let body = http_body_util::BodyExt::collect(req.into_body())
-            .await
-            .unwrap()
-            .to_bytes();
-        status(200, &format!("got {} bytes", body.len()))
-    })
-    .await;
+    let echo = body_size_echo().await;
     let p = proxy(&config(echo.addr)).await;
     let mut c = H1::connect(p.addr(0)).await;
     for _ in 0..3 {

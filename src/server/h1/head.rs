@@ -77,17 +77,7 @@ impl RequestHead {
         if req.headers.len() > limits.max_headers {
             return Err(ProxyError::HeadersTooLarge);
         }
-        let base = buf.as_ptr() as usize;
-        // httparse hands out slices of `buf`, except for constants such as an empty reason
-        // phrase: those get an empty range instead of a bogus offset.
-        let range = |s: &[u8]| {
-            let start = (s.as_ptr() as usize).wrapping_sub(base);
-            if s.is_empty() || start.checked_add(s.len()).is_none_or(|end| end > buf.len()) {
-                0..0
-            } else {
-                start..start + s.len()
-            }
-        };
+        let range = |s: &[u8]| range_in(buf, s);
         let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
             return Err(ProxyError::BadRequest("malformed request line"));
         };
@@ -185,6 +175,17 @@ impl RequestHead {
     /// Is `name` (lower case) listed in a `Connection` header of this request?
     pub fn connection_lists(&self, buf: &[u8], name: &[u8]) -> bool {
         self.connection.iter().any(|r| has_token(&buf[r.clone()], name))
+    }
+}
+
+/// Where `part` (a slice httparse handed out) lies in `buf`. httparse returns slices of the
+/// buffer, except for constants such as an empty reason phrase: those get an empty range.
+fn range_in(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+    if part.is_empty() || start.checked_add(part.len()).is_none_or(|end| end > buf.len()) {
+        0..0
+    } else {
+        start..start + part.len()
     }
 }
 
@@ -287,17 +288,7 @@ impl ResponseHead {
                 Ok(httparse::Status::Partial) => return Ok(ParsedResponse::Partial),
                 Err(e) => return Err(format!("invalid response head: {e}")),
             };
-        let base = buf.as_ptr() as usize;
-        // httparse hands out slices of `buf`, except for constants such as an empty reason
-        // phrase: those get an empty range instead of a bogus offset.
-        let range = |s: &[u8]| {
-            let start = (s.as_ptr() as usize).wrapping_sub(base);
-            if s.is_empty() || start.checked_add(s.len()).is_none_or(|end| end > buf.len()) {
-                0..0
-            } else {
-                start..start + s.len()
-            }
-        };
+        let range = |s: &[u8]| range_in(buf, s);
         self.len = len;
         self.status = resp.code.unwrap_or(0);
         self.reason = range(resp.reason.unwrap_or("").as_bytes());

@@ -233,3 +233,15 @@ impl Drop for RawOrigin {
         self.task.abort();
     }
 }
+
+/// An origin answering "got N bytes" with the size of the request body it received.
+pub async fn body_size_echo() -> Origin {
+    Origin::start(|req| async move {
+        let body = http_body_util::BodyExt::collect(req.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        status(200, &format!("got {} bytes", body.len()))
+    })
+    .await
+}
