@@ -221,11 +221,8 @@ fn storable_entry(
         status: resp.status,
         headers: stored_headers(&resp.headers),
         fresh_until: now + policy.time_to_live(now),
-        stale_while_revalidate: if cc.forbids_stale {
-            Duration::ZERO
-        } else {
-            cc.stale_while_revalidate
-        },
+        // Both windows apply only while `may_serve_stale` holds.
+        stale_while_revalidate: cc.stale_while_revalidate,
         stale_if_error: cc.stale_if_error,
         may_serve_stale: !cc.forbids_stale,
         policy,
@@ -500,11 +497,8 @@ fn refreshed_entry(old: &Entry, policy: CachePolicy, merged: &HeaderMap, date: O
         url: old.url.clone(),
         vary_key: old.vary_key.clone(),
         tags: old.tags.clone(),
-        stale_while_revalidate: if cc.forbids_stale {
-            Duration::ZERO
-        } else {
-            cc.stale_while_revalidate
-        },
+        // Both windows apply only while `may_serve_stale` holds.
+        stale_while_revalidate: cc.stale_while_revalidate,
         stale_if_error: cc.stale_if_error,
         may_serve_stale: !cc.forbids_stale,
     }
