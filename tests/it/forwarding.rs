@@ -367,3 +367,43 @@ async fn idle_pooled_connections_expire_after_the_pool_idle_timeout() {
     assert_eq!(get(p.addr(0), "/").await.status, 200);
     assert_eq!(origin.connections(), 2, "an expired idle connection is not reused");
 }
+
+#[tokio::test]
+async fn connect_timeout_gives_502_naming_the_timeout() {
+    // A loopback listener that never accepts, with its accept queue filled: further SYNs are
+    // dropped, so a new connection attempt hangs until the proxy's connect timeout.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into())
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        match tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => fillers.push(s),
+            _ => break, // the queue is full: connects now hang
+        }
+    }
+    let dir = crate::harness::tls::temp_dir("connect-timeout");
+    let log = dir.join("access.log");
+    let cfg = format!(
+        "[log]\naccess = \"{}\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\n[upstream.app]\nservers = [\"{addr}\"]\nconnect_timeout = \"300ms\"\nretries = 0\n[[route]]\nupstream = \"app\"\n",
+        log.display()
+    );
+    let p = proxy(&cfg).await;
+    let started = std::time::Instant::now();
+    assert_eq!(get(p.addr(0), "/").await.status, 502);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "gave up after the connect timeout"
+    );
+    let logp = &log;
+    eventually(Duration::from_secs(5), "log line", || async move {
+        std::fs::read_to_string(logp).is_ok_and(|s| !s.is_empty())
+    })
+    .await;
+    let v: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&log).unwrap().trim()).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("timed out"), "{v}");
+    drop(fillers);
+}
