@@ -73,18 +73,7 @@ async fn alpn_negotiates_h2_and_http11_and_both_proxy() {
         .await
         .unwrap();
     assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s)).await.unwrap();
-    tokio::spawn(conn);
-    let resp = sender
-        .send_request(
-            Request::get("/")
-                .header("host", "a.test")
-                .body(Full::<Bytes>::default())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(read_answer(resp).await.body, "o");
+    assert_eq!(get_over_tls(s).await.body, "o");
 }
 
 #[tokio::test]
@@ -121,18 +110,7 @@ async fn mtls_requires_a_client_certificate_from_the_ca() {
     let with = connect(p.addr(0), "a.test", pki.client_config(&[b"http/1.1"], Some((&cc, &ck))))
         .await
         .unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(with)).await.unwrap();
-    tokio::spawn(conn);
-    let resp = sender
-        .send_request(
-            Request::get("/")
-                .header("host", "a.test")
-                .body(Full::<Bytes>::default())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(read_answer(resp).await.status, 200);
+    assert_eq!(get_over_tls(with).await.status, 200);
 
     // Without a certificate the handshake (or the first read after it, in TLS 1.3) fails.
     let without = connect(p.addr(0), "a.test", pki.client_config(&[b"http/1.1"], None)).await;
@@ -154,4 +132,17 @@ async fn mtls_requires_a_client_certificate_from_the_ca() {
     };
     assert!(failed, "a client without a certificate is refused");
     assert_eq!(origin.requests(), 1);
+}
+
+/// `GET /` for host a.test over an established TLS stream, HTTP/1.1.
+async fn get_over_tls(stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> Answer {
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("/")
+        .header("host", "a.test")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    read_answer(sender.send_request(req).await.unwrap()).await
 }
