@@ -28,6 +28,7 @@ fn router() -> Router {
         rewrite: Default::default(),
         stages: Vec::new(),
         cache: None,
+        compress: None,
     };
     let mut routes: Vec<Route> = (0..9)
         .map(|i| route(&format!("r{i}"), &format!("site{i}.example.com"), "/"))

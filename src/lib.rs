@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod cache;
+pub mod compress;
 pub mod config;
 pub mod demo;
 pub mod observe;

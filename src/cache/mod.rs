@@ -10,6 +10,7 @@ pub mod range;
 pub mod status;
 pub mod store;
 
+use crate::compress::{Compression, Negotiated};
 use crate::pipeline::body::{OnBodyEnd, RequestBody, ResponseBody};
 use crate::pipeline::respond::ProxyError;
 use crate::upstream::{Backend, Upstream};
@@ -46,15 +47,53 @@ pub struct Answer {
 }
 
 /// Where the request goes when the cache cannot answer it.
-pub struct Origin<'a> {
-    pub upstream: &'a Arc<Upstream>,
+#[derive(Clone)]
+pub struct Origin {
+    pub upstream: Arc<Upstream>,
     pub key_hash: Option<u64>,
     pub preferred: Option<usize>,
+    /// The route's compression, applied to what the origin sends before it is stored, so hits
+    /// are not encoded again.
+    pub compress: Option<(Arc<Compression>, Negotiated)>,
+}
+
+/// An origin response (encoded when the route compresses).
+struct Fetched {
+    parts: http::response::Parts,
+    body: ResponseBody,
+    backend: Arc<Backend>,
+    upstream_time: Duration,
+    release: Box<dyn OnBodyEnd>,
+    /// The body was encoded here (not by the origin): its ETag was weakened by us.
+    encoded: bool,
+}
+
+impl Origin {
+    async fn fetch(&self, req: Request<RequestBody>) -> Result<Fetched, ProxyError> {
+        let method = req.method().clone();
+        let fwd = self.upstream.forward(req, self.key_hash, self.preferred).await?;
+        let (mut parts, incoming) = fwd.response.into_parts();
+        let mut body = ResponseBody::Upstream { inner: incoming };
+        let mut encoded = false;
+        if let Some((compression, negotiated)) = &self.compress {
+            let before = parts.headers.get(header::CONTENT_ENCODING).cloned();
+            body = compression.apply(*negotiated, &method, &mut parts, body);
+            encoded = parts.headers.get(header::CONTENT_ENCODING) != before.as_ref();
+        }
+        Ok(Fetched {
+            parts,
+            body,
+            backend: fwd.backend,
+            upstream_time: fwd.upstream_time,
+            release: fwd.release,
+            encoded,
+        })
+    }
 }
 
 pub async fn fetch(
     cache: &Arc<Cache>,
-    origin: Origin<'_>,
+    origin: Origin,
     req: Request<RequestBody>,
     scheme: &str,
     host: &str,
@@ -109,20 +148,19 @@ pub async fn fetch(
     miss(cache, &origin, key, parts, body, None, reason, collapsed).await
 }
 
-async fn forward(origin: &Origin<'_>, req: Request<RequestBody>, reason: &'static str) -> Result<Answer, ProxyError> {
-    let fwd = origin.upstream.forward(req, origin.key_hash, origin.preferred).await?;
+async fn forward(origin: &Origin, req: Request<RequestBody>, reason: &'static str) -> Result<Answer, ProxyError> {
+    let f = origin.fetch(req).await?;
     let status = CacheStatus::Forward {
         fwd: reason,
-        fwd_status: Some(fwd.response.status().as_u16()),
+        fwd_status: Some(f.parts.status.as_u16()),
         stored: false,
         ttl: None,
         collapsed: false,
     };
-    let (parts, incoming) = fwd.response.into_parts();
     Ok(Answer {
-        response: Response::from_parts(parts, ResponseBody::Upstream { inner: incoming }),
-        upstream: Some((fwd.backend, fwd.upstream_time)),
-        release: Some(fwd.release),
+        response: Response::from_parts(f.parts, f.body),
+        upstream: Some((f.backend, f.upstream_time)),
+        release: Some(f.release),
         status,
     })
 }
@@ -130,7 +168,7 @@ async fn forward(origin: &Origin<'_>, req: Request<RequestBody>, reason: &'stati
 #[allow(clippy::too_many_arguments)]
 async fn miss(
     cache: &Arc<Cache>,
-    origin: &Origin<'_>,
+    origin: &Origin,
     key: String,
     parts: Parts,
     body: RequestBody,
@@ -148,12 +186,9 @@ async fn miss(
     }
     let mut request_view = request_copy(&parts);
     cache.key.normalize(&mut request_view);
-    let fwd = origin
-        .upstream
-        .forward(Request::from_parts(parts, body), origin.key_hash, origin.preferred)
-        .await?;
-    let (resp_parts, incoming) = fwd.response.into_parts();
-    let entry = storable_entry(cache, &key, &request_view, &resp_parts, now);
+    let f = origin.fetch(Request::from_parts(parts, body)).await?;
+    let resp_parts = f.parts;
+    let entry = storable_entry(cache, &key, &request_view, &resp_parts, now, f.encoded);
     let stored = entry.is_some();
     let ttl = entry
         .as_ref()
@@ -163,11 +198,11 @@ async fn miss(
             let expected = content_length(&resp_parts.headers);
             let fill = Fill::new(cache.store.clone(), key, entry, cache.max_object, expected, flight);
             ResponseBody::Filling {
-                inner: incoming,
+                inner: Box::new(f.body),
                 fill: Some(Box::new(fill)),
             }
         }
-        None => ResponseBody::Upstream { inner: incoming },
+        None => f.body,
     };
     let status = CacheStatus::Forward {
         fwd: reason,
@@ -178,8 +213,8 @@ async fn miss(
     };
     Ok(Answer {
         response: Response::from_parts(resp_parts, body),
-        upstream: Some((fwd.backend, fwd.upstream_time)),
-        release: Some(fwd.release),
+        upstream: Some((f.backend, f.upstream_time)),
+        release: Some(f.release),
         status,
     })
 }
@@ -191,6 +226,7 @@ fn storable_entry(
     req: &Parts,
     resp: &http::response::Parts,
     now: SystemTime,
+    encoded: bool,
 ) -> Option<Entry> {
     if req.method != Method::GET {
         return None;
@@ -225,6 +261,7 @@ fn storable_entry(
         stale_while_revalidate: cc.stale_while_revalidate,
         stale_if_error: cc.stale_if_error,
         may_serve_stale: !cc.forbids_stale,
+        encoded,
         policy,
         body: Bytes::new(),
     })
@@ -302,21 +339,22 @@ fn hit(entry: &Entry, req: &Parts, now: SystemTime, detail: Option<&'static str>
 
 async fn revalidate(
     cache: &Arc<Cache>,
-    origin: &Origin<'_>,
+    origin: &Origin,
     key: &str,
     entry: Arc<Entry>,
     conditional: Parts,
     client: &Parts,
     now: SystemTime,
 ) -> Result<Answer, ProxyError> {
+    let conditional = origin_conditional(&entry, conditional);
     let stale_for = entry.stale_for(now);
     let client_forbids_stale = directives(&client.headers).forbids_stale;
     if entry.may_serve_stale && !client_forbids_stale && stale_for <= entry.stale_while_revalidate {
         // Serve stale now; one background request refreshes the entry.
         if let Flight::Leader(guard) = cache.store.join(key) {
-            let (cache, up, key, entry) = (cache.clone(), origin.upstream.clone(), key.to_string(), entry.clone());
+            let (cache, origin, key, entry) = (cache.clone(), origin.clone(), key.to_string(), entry.clone());
             let client = request_copy(client);
-            tokio::spawn(async move { refresh(cache, up, key, entry, conditional, client, guard).await });
+            tokio::spawn(async move { refresh(cache, origin, key, entry, conditional, client, guard).await });
         }
         return Ok(hit(&entry, client, now, Some("stale-while-revalidate")));
     }
@@ -326,17 +364,12 @@ async fn revalidate(
             && (stale_for <= entry.stale_if_error || (down && cache.stale_if_down))
     };
     let request = Request::from_parts(conditional, RequestBody::Empty);
-    match origin
-        .upstream
-        .forward(request, origin.key_hash, origin.preferred)
-        .await
-    {
-        Ok(fwd) if fwd.response.status() == StatusCode::NOT_MODIFIED => {
-            let backend = (fwd.backend.clone(), fwd.upstream_time);
-            match entry.policy.after_response(client, &fwd.response, SystemTime::now()) {
+    match origin.fetch(request).await {
+        Ok(f) if f.parts.status == StatusCode::NOT_MODIFIED => {
+            let backend = (f.backend.clone(), f.upstream_time);
+            match entry.policy.after_response(client, &f.parts, SystemTime::now()) {
                 AfterResponse::NotModified(policy, parts) => {
-                    let refreshed =
-                        refreshed_entry(&entry, policy, &parts.headers, fwd.response.headers().get(header::DATE));
+                    let refreshed = refreshed_entry(&entry, policy, &parts.headers, f.parts.headers.get(header::DATE));
                     let mut answer = hit(&refreshed, client, SystemTime::now(), None);
                     cache.store.replace(key, &entry, refreshed);
                     answer.status = CacheStatus::Forward {
@@ -347,36 +380,32 @@ async fn revalidate(
                         collapsed: false,
                     };
                     answer.upstream = Some(backend);
-                    answer.release = Some(fwd.release);
+                    answer.release = Some(f.release);
                     Ok(answer)
                 }
-                AfterResponse::Modified(..) => {
-                    // The 304 does not match what we hold: pass it on as the origin sent it.
-                    let (parts, incoming) = fwd.response.into_parts();
-                    Ok(Answer {
-                        response: Response::from_parts(parts, ResponseBody::Upstream { inner: incoming }),
-                        upstream: Some(backend),
-                        release: Some(fwd.release),
-                        status: CacheStatus::Forward {
-                            fwd: "stale",
-                            fwd_status: Some(304),
-                            stored: false,
-                            ttl: None,
-                            collapsed: false,
-                        },
-                    })
-                }
+                // The 304 does not match what we hold: pass it on as the origin sent it.
+                AfterResponse::Modified(..) => Ok(Answer {
+                    response: Response::from_parts(f.parts, f.body),
+                    upstream: Some(backend),
+                    release: Some(f.release),
+                    status: CacheStatus::Forward {
+                        fwd: "stale",
+                        fwd_status: Some(304),
+                        stored: false,
+                        ttl: None,
+                        collapsed: false,
+                    },
+                }),
             }
         }
-        Ok(fwd) if fwd.response.status().is_server_error() && may_fall_back(false) => {
+        Ok(f) if f.parts.status.is_server_error() && may_fall_back(false) => {
             let mut answer = hit(&entry, client, now, Some("stale-if-error"));
-            answer.upstream = Some((fwd.backend, fwd.upstream_time));
+            answer.upstream = Some((f.backend, f.upstream_time));
             Ok(answer)
         }
-        Ok(fwd) => {
+        Ok(f) => {
             // A new full response replaces the stored one (when storable).
-            let (resp_parts, incoming) = fwd.response.into_parts();
-            let entry = storable_entry(cache, key, client, &resp_parts, SystemTime::now());
+            let entry = storable_entry(cache, key, client, &f.parts, SystemTime::now(), f.encoded);
             let stored = entry.is_some();
             let body = match entry {
                 Some(e) => {
@@ -385,27 +414,27 @@ async fn revalidate(
                         key.to_string(),
                         e,
                         cache.max_object,
-                        content_length(&resp_parts.headers),
+                        content_length(&f.parts.headers),
                         None,
                     );
                     ResponseBody::Filling {
-                        inner: incoming,
+                        inner: Box::new(f.body),
                         fill: Some(Box::new(fill)),
                     }
                 }
-                None => ResponseBody::Upstream { inner: incoming },
+                None => f.body,
             };
             let status = CacheStatus::Forward {
                 fwd: "stale",
-                fwd_status: Some(resp_parts.status.as_u16()),
+                fwd_status: Some(f.parts.status.as_u16()),
                 stored,
                 ttl: None,
                 collapsed: false,
             };
             Ok(Answer {
-                response: Response::from_parts(resp_parts, body),
-                upstream: Some((fwd.backend, fwd.upstream_time)),
-                release: Some(fwd.release),
+                response: Response::from_parts(f.parts, body),
+                upstream: Some((f.backend, f.upstream_time)),
+                release: Some(f.release),
                 status,
             })
         }
@@ -427,36 +456,52 @@ async fn revalidate(
     }
 }
 
+/// The conditional request as the origin must see it: an entity tag we weakened when encoding is
+/// sent back as the origin's own strong one.
+fn origin_conditional(entry: &Entry, mut conditional: Parts) -> Parts {
+    if entry.encoded {
+        if let Some(v) = conditional
+            .headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+        {
+            let strong: Vec<&str> = v.split(',').map(|t| t.trim().trim_start_matches("W/")).collect();
+            if let Ok(v) = HeaderValue::from_str(&strong.join(", ")) {
+                conditional.headers.insert(header::IF_NONE_MATCH, v);
+            }
+        }
+    }
+    conditional
+}
+
 /// Background refresh for stale-while-revalidate: one conditional request, result stored.
 async fn refresh(
     cache: Arc<Cache>,
-    up: Arc<Upstream>,
+    origin: Origin,
     key: String,
     entry: Arc<Entry>,
     conditional: Parts,
     client: Parts,
     _guard: FlightGuard,
 ) {
-    let result = up
-        .forward(Request::from_parts(conditional, RequestBody::Empty), None, None)
-        .await;
-    let Ok(fwd) = result else { return };
+    let result = origin.fetch(Request::from_parts(conditional, RequestBody::Empty)).await;
+    let Ok(f) = result else { return };
     let now = SystemTime::now();
-    if fwd.response.status() == StatusCode::NOT_MODIFIED {
-        if let AfterResponse::NotModified(policy, parts) = entry.policy.after_response(&client, &fwd.response, now) {
+    if f.parts.status == StatusCode::NOT_MODIFIED {
+        if let AfterResponse::NotModified(policy, parts) = entry.policy.after_response(&client, &f.parts, now) {
             cache.store.replace(
                 &key,
                 &entry,
-                refreshed_entry(&entry, policy, &parts.headers, fwd.response.headers().get(header::DATE)),
+                refreshed_entry(&entry, policy, &parts.headers, f.parts.headers.get(header::DATE)),
             );
         }
         return;
     }
-    let (resp_parts, incoming) = fwd.response.into_parts();
-    if let Some(new_entry) = storable_entry(&cache, &key, &client, &resp_parts, now) {
-        let expected = content_length(&resp_parts.headers);
+    let mut release = f.release;
+    if let Some(new_entry) = storable_entry(&cache, &key, &client, &f.parts, now, f.encoded) {
+        let expected = content_length(&f.parts.headers);
         let mut fill = Fill::new(cache.store.clone(), key, new_entry, cache.max_object, expected, None);
-        let mut body = incoming;
+        let mut body = f.body;
         while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
             match frame {
                 Ok(f) => {
@@ -471,7 +516,6 @@ async fn refresh(
         }
         fill.finish();
     }
-    let mut release = fwd.release;
     release.finish(true, 0);
 }
 
@@ -485,6 +529,11 @@ fn refreshed_entry(old: &Entry, policy: CachePolicy, merged: &HeaderMap, date: O
     headers.remove(header::DATE);
     if let Some(d) = date.or(old.headers.get(header::DATE)) {
         headers.insert(header::DATE, d.clone());
+    }
+    if old.encoded {
+        // The 304 speaks of the origin's representation; ours stays encoded.
+        crate::compress::weaken_etag(&mut headers);
+        crate::compress::add_vary(&mut headers);
     }
     // What the origin now says about stale content replaces what it said before.
     let cc = directives(&headers);
@@ -501,6 +550,7 @@ fn refreshed_entry(old: &Entry, policy: CachePolicy, merged: &HeaderMap, date: O
         stale_while_revalidate: cc.stale_while_revalidate,
         stale_if_error: cc.stale_if_error,
         may_serve_stale: !cc.forbids_stale,
+        encoded: old.encoded,
     }
 }
 

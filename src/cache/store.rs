@@ -28,6 +28,8 @@ pub struct Entry {
     pub stale_if_error: Duration,
     /// False when the response forbids serving it stale (no-cache, must-revalidate, ...).
     pub may_serve_stale: bool,
+    /// The body was encoded by frontdesk: its ETag is our weakened copy of the origin's.
+    pub encoded: bool,
 }
 
 impl Entry {

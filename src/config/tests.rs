@@ -69,3 +69,25 @@ fn route_must_have_one_action_and_valid_regex() {
         "{e:?}"
     );
 }
+
+#[test]
+fn compress_settings_are_checked() {
+    let base = "[[listener]]\nlisten = \"127.0.0.1:0\"\n[upstream.a]\nservers = [\"127.0.0.1:1\"]\n[[route]]\nupstream = \"a\"\n";
+    assert!(errors(&format!("{base}compress = true\n")).is_empty());
+    assert!(errors(&format!(
+        "{base}compress = {{ encodings = [\"gzip\", \"br\"], min_size = \"1KiB\", types = [\"text/*\"], gzip_level = 9 }}\n"
+    ))
+    .is_empty());
+    assert_eq!(
+        errors(&format!("{base}compress = {{ encodings = [\"gzip\", \"lzma\"] }}\n")),
+        vec!["7:26 unknown encoding `lzma`"]
+    );
+    assert_eq!(
+        errors(&format!("{base}compress = {{ brotli_level = 12 }}\n")),
+        vec!["7:29 brotli_level must be between 0 and 11"]
+    );
+    let e = errors(&format!("{base}compress = {{ level = 3 }}\n"));
+    assert!(e.len() == 1 && e[0].contains("unknown field `level`"), "{e:?}");
+    let e = errors("[[listener]]\nlisten = \"127.0.0.1:0\"\n[[route]]\nrespond = { status = 200 }\ncompress = true\n");
+    assert_eq!(e, vec!["5:12 compress needs a route that proxies to an upstream"]);
+}

@@ -124,8 +124,10 @@ pin_project! {
         Empty,
         Full { data: Option<Bytes> },
         Upstream { #[pin] inner: Incoming },
+        /// A body encoded (gzip, br, zstd) as it streams.
+        Encoded { inner: Box<ResponseBody>, encoder: Box<crate::compress::encoder::Encoder> },
         /// An upstream body copied into the cache as it streams to the client.
-        Filling { #[pin] inner: Incoming, fill: Option<Box<crate::cache::fill::Fill>> },
+        Filling { inner: Box<ResponseBody>, fill: Option<Box<crate::cache::fill::Fill>> },
     }
 }
 
@@ -138,7 +140,9 @@ impl Body for ResponseBody {
             ResponseBodyProj::Empty => Poll::Ready(None),
             ResponseBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ResponseBodyProj::Upstream { inner } => inner.poll_frame(cx).map_err(|e| Box::new(e) as BoxError),
-            ResponseBodyProj::Filling { mut inner, fill } => {
+            ResponseBodyProj::Encoded { inner, encoder } => poll_encoded(Pin::new(inner), encoder, cx),
+            ResponseBodyProj::Filling { inner, fill } => {
+                let mut inner = Pin::new(&mut **inner);
                 let polled = ready!(inner.as_mut().poll_frame(cx));
                 match &polled {
                     Some(Ok(frame)) => {
@@ -163,7 +167,7 @@ impl Body for ResponseBody {
                         }
                     }
                 }
-                Poll::Ready(polled.map(|r| r.map_err(|e| Box::new(e) as BoxError)))
+                Poll::Ready(polled)
             }
         }
     }
@@ -173,6 +177,7 @@ impl Body for ResponseBody {
             ResponseBody::Empty => true,
             ResponseBody::Full { data } => data.is_none(),
             ResponseBody::Upstream { inner } => inner.is_end_stream(),
+            ResponseBody::Encoded { encoder, .. } => encoder.is_done(),
             // Polled to the end so the fill sees it finish.
             ResponseBody::Filling { inner, fill } => fill.is_none() && inner.is_end_stream(),
         }
@@ -182,7 +187,46 @@ impl Body for ResponseBody {
         match self {
             ResponseBody::Empty => SizeHint::with_exact(0),
             ResponseBody::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
-            ResponseBody::Upstream { inner } | ResponseBody::Filling { inner, .. } => inner.size_hint(),
+            ResponseBody::Upstream { inner } => inner.size_hint(),
+            ResponseBody::Filling { inner, .. } => inner.size_hint(),
+            ResponseBody::Encoded { .. } => SizeHint::default(),
+        }
+    }
+}
+
+/// Feeds the inner body through the encoder. When the inner body has nothing more for now, what
+/// was encoded so far is flushed out, so a slow origin's bytes still reach the client promptly.
+fn poll_encoded(
+    mut inner: Pin<&mut Box<ResponseBody>>,
+    encoder: &mut crate::compress::encoder::Encoder,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    loop {
+        if encoder.is_done() {
+            return Poll::Ready(None);
+        }
+        let out = match inner.as_mut().poll_frame(cx) {
+            Poll::Pending => match encoder.flush() {
+                Ok(out) if !out.is_empty() => out,
+                Ok(_) => return Poll::Pending,
+                Err(e) => return Poll::Ready(Some(Err(Box::new(e)))),
+            },
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => match encoder.write(&data) {
+                    Ok(out) => out,
+                    Err(e) => return Poll::Ready(Some(Err(Box::new(e)))),
+                },
+                // Trailers are dropped; the compressible types (text, JSON, XML) do not use them.
+                Err(_) => continue,
+            },
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => match encoder.finish() {
+                Ok(out) => out,
+                Err(e) => return Poll::Ready(Some(Err(Box::new(e)))),
+            },
+        };
+        if !out.is_empty() {
+            return Poll::Ready(Some(Ok(Frame::data(out))));
         }
     }
 }

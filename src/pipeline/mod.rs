@@ -208,6 +208,8 @@ async fn proxy(
     if let Flow::Respond(r) = run_request_stages(route, parts, ctx) {
         return Ok(r);
     }
+    let compress = route.compress.as_ref().map(|c| (c.clone(), c.prepare_request(parts)));
+    let method = parts.method.clone();
 
     let key_hash = up.hash_key.as_ref().and_then(|k| k.hash(parts, peer_ip));
     let sticky_in = up
@@ -222,9 +224,10 @@ async fn proxy(
     if let Some(cache) = &route.cache {
         let scheme = if conn.listener.tls.is_some() { "https" } else { "http" };
         let origin = cache::Origin {
-            upstream: up,
+            upstream: up.clone(),
             key_hash,
             preferred,
+            compress,
         };
         let answer = cache::fetch(cache, origin, request, scheme, &ctx.host).await?;
         let (mut rparts, rbody) = answer.response.into_parts();
@@ -269,7 +272,11 @@ async fn proxy(
     if let Some(cookie) = sticky_cookie(up, sticky_in.as_deref(), &fwd.backend) {
         rparts.headers.append(header::SET_COOKIE, cookie);
     }
-    let mut body = ClientBody::new(ResponseBody::Upstream { inner: rbody });
+    let mut rbody = ResponseBody::Upstream { inner: rbody };
+    if let Some((compression, negotiated)) = &compress {
+        rbody = compression.apply(*negotiated, &method, &mut rparts, rbody);
+    }
+    let mut body = ClientBody::new(rbody);
     body.on_end(fwd.release);
     Ok(Response::from_parts(rparts, body))
 }

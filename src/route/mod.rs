@@ -23,6 +23,8 @@ pub struct Route {
     pub stages: Vec<Stage>,
     /// Cache zone in front of the upstream (proxy routes only).
     pub cache: Option<Arc<crate::cache::Cache>>,
+    /// Response compression (proxy routes only).
+    pub compress: Option<Arc<crate::compress::Compression>>,
 }
 
 #[derive(Default)]

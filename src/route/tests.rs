@@ -85,6 +85,7 @@ fn first_match_wins() {
         rewrite: Default::default(),
         stages: Vec::new(),
         cache: None,
+        compress: None,
     };
     let router = Router {
         routes: vec![mk("api", "/api"), mk("all", "/"), mk("never", "/api/x")],

@@ -5,6 +5,7 @@ mod harness;
 mod balance;
 mod cache;
 mod cli;
+mod compress;
 mod docs;
 mod fastpath;
 mod forwarding;

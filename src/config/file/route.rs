@@ -1,4 +1,4 @@
-use crate::config::value::OneOrMany;
+use crate::config::value::{ByteSize, OneOrMany};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use toml::Spanned;
@@ -25,6 +25,54 @@ pub struct RouteSection {
     pub response_headers: Option<HeaderOpsSection>,
     /// Cache zone (`[cache.NAME]`) for this route's proxied GET/HEAD responses.
     pub cache: Option<Spanned<String>>,
+    /// `true` for the defaults, or a table of compression settings.
+    pub compress: Option<Spanned<CompressSetting>>,
+}
+
+/// `compress = true | false | { ... }`.
+#[derive(Debug)]
+pub enum CompressSetting {
+    Switch(bool),
+    Table(CompressSection),
+}
+
+impl<'de> Deserialize<'de> for CompressSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = CompressSetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false, or a table such as { encodings = [\"br\", \"gzip\"] }")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<CompressSetting, E> {
+                Ok(CompressSetting::Switch(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<CompressSetting, A::Error> {
+                CompressSection::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(CompressSetting::Table)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Compression settings; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressSection {
+    /// Codings to offer, most preferred first: "zstd", "br", "gzip" (default all three, in that order).
+    pub encodings: Option<Spanned<Vec<String>>>,
+    /// Responses with a smaller Content-Length are sent as they are (default 256B).
+    pub min_size: Option<ByteSize>,
+    /// Content types to compress: exact, `text/*` or `application/*+json` (default: text, JSON,
+    /// JavaScript, XML, SVG, WASM, fonts).
+    pub types: Option<Vec<String>>,
+    /// 1-9 (default 5).
+    pub gzip_level: Option<Spanned<u32>>,
+    /// 0-11 (default 4).
+    pub brotli_level: Option<Spanned<u32>>,
+    /// 1-19 (default 3).
+    pub zstd_level: Option<Spanned<i32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -55,6 +55,7 @@ where
     if let Some(route) = route {
         let fast = matches!(&route.action, Action::Proxy(up) if !up.http2 && up.tls.is_none())
             && route.cache.is_none()
+            && route.compress.is_none()
             && route.stages.iter().all(|s| s.works_on_raw_heads());
         if !fast {
             return Next::Handoff;

@@ -41,14 +41,15 @@ impl Process {
 
     pub fn wait_for(&mut self, needle: &str) -> String {
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let mut other = Vec::new();
         while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
             match self.lines.recv_timeout(left) {
                 Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
+                Ok(line) => other.push(line),
                 Err(_) => break,
             }
         }
-        panic!("frontdesk never printed {needle:?}");
+        panic!("frontdesk never printed {needle:?}; it printed meanwhile: {other:#?}");
     }
 
     pub fn signal(&self, sig: &str) {
