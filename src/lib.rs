@@ -9,6 +9,7 @@ pub mod cache;
 pub mod compress;
 pub mod config;
 pub mod demo;
+pub mod files;
 pub mod observe;
 pub mod pipeline;
 pub mod route;

@@ -6,12 +6,12 @@
 
 pub mod fill;
 pub mod key;
-pub mod range;
 pub mod status;
 pub mod store;
 
 use crate::compress::{Compression, Negotiated};
 use crate::pipeline::body::{OnBodyEnd, RequestBody, ResponseBody};
+use crate::pipeline::range;
 use crate::pipeline::respond::ProxyError;
 use crate::upstream::{Backend, Upstream};
 use bytes::Bytes;

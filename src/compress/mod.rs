@@ -165,16 +165,21 @@ impl Compression {
     /// and the cache's variant key see one of a few values. Range requests get identity:
     /// ranges of an encoding made on the fly would not be stable.
     pub fn prepare_request(&self, parts: &mut Parts) -> Negotiated {
-        let chosen = if parts.headers.contains_key(header::RANGE) {
-            None
-        } else {
-            self.negotiate(&parts.headers)
-        };
+        let chosen = self.choose(parts).0;
         parts.headers.insert(
             header::ACCEPT_ENCODING,
             HeaderValue::from_static(chosen.map_or("identity", Coding::token)),
         );
         Negotiated(chosen)
+    }
+
+    /// The coding for this request, without changing it (identity for ranges).
+    pub fn choose(&self, parts: &Parts) -> Negotiated {
+        if parts.headers.contains_key(header::RANGE) {
+            Negotiated(None)
+        } else {
+            Negotiated(self.negotiate(&parts.headers))
+        }
     }
 
     /// Encodes an upstream response when it qualifies; otherwise leaves it as it is. Adds

@@ -89,5 +89,8 @@ fn compress_settings_are_checked() {
     let e = errors(&format!("{base}compress = {{ level = 3 }}\n"));
     assert!(e.len() == 1 && e[0].contains("unknown field `level`"), "{e:?}");
     let e = errors("[[listener]]\nlisten = \"127.0.0.1:0\"\n[[route]]\nrespond = { status = 200 }\ncompress = true\n");
-    assert_eq!(e, vec!["5:12 compress needs a route that proxies to an upstream"]);
+    assert_eq!(
+        e,
+        vec!["5:12 compress needs a route that proxies to an upstream or serves files"]
+    );
 }

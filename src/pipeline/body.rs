@@ -124,6 +124,8 @@ pin_project! {
         Empty,
         Full { data: Option<Bytes> },
         Upstream { #[pin] inner: Incoming },
+        /// `remaining` bytes of a file, from its current position.
+        File { file: Box<tokio::fs::File>, remaining: u64 },
         /// A body encoded (gzip, br, zstd) as it streams.
         Encoded { inner: Box<ResponseBody>, encoder: Box<crate::compress::encoder::Encoder> },
         /// An upstream body copied into the cache as it streams to the client.
@@ -140,6 +142,7 @@ impl Body for ResponseBody {
             ResponseBodyProj::Empty => Poll::Ready(None),
             ResponseBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ResponseBodyProj::Upstream { inner } => inner.poll_frame(cx).map_err(|e| Box::new(e) as BoxError),
+            ResponseBodyProj::File { file, remaining } => poll_file(file, remaining, cx),
             ResponseBodyProj::Encoded { inner, encoder } => poll_encoded(Pin::new(inner), encoder, cx),
             ResponseBodyProj::Filling { inner, fill } => {
                 let mut inner = Pin::new(&mut **inner);
@@ -178,6 +181,7 @@ impl Body for ResponseBody {
             ResponseBody::Full { data } => data.is_none(),
             ResponseBody::Upstream { inner } => inner.is_end_stream(),
             ResponseBody::Encoded { encoder, .. } => encoder.is_done(),
+            ResponseBody::File { remaining, .. } => *remaining == 0,
             // Polled to the end so the fill sees it finish.
             ResponseBody::Filling { inner, fill } => fill.is_none() && inner.is_end_stream(),
         }
@@ -190,8 +194,34 @@ impl Body for ResponseBody {
             ResponseBody::Upstream { inner } => inner.size_hint(),
             ResponseBody::Filling { inner, .. } => inner.size_hint(),
             ResponseBody::Encoded { .. } => SizeHint::default(),
+            ResponseBody::File { remaining, .. } => SizeHint::with_exact(*remaining),
         }
     }
+}
+
+/// Reads the next piece of a file body.
+fn poll_file(
+    file: &mut tokio::fs::File,
+    remaining: &mut u64,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    const CHUNK: u64 = 64 * 1024;
+    if *remaining == 0 {
+        return Poll::Ready(None);
+    }
+    let mut buf = vec![0u8; (*remaining).min(CHUNK) as usize];
+    let mut read = tokio::io::ReadBuf::new(&mut buf);
+    if let Err(e) = ready!(tokio::io::AsyncRead::poll_read(Pin::new(file), cx, &mut read)) {
+        return Poll::Ready(Some(Err(Box::new(e))));
+    }
+    let n = read.filled().len();
+    if n == 0 {
+        // The file shrank while being sent: the promised length cannot be kept.
+        return Poll::Ready(Some(Err("file ended before its announced length".into())));
+    }
+    *remaining -= n as u64;
+    buf.truncate(n);
+    Poll::Ready(Some(Ok(Frame::data(Bytes::from(buf)))))
 }
 
 /// Feeds the inner body through the encoder. When the inner body has nothing more for now, what

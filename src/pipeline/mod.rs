@@ -5,6 +5,7 @@
 
 pub mod body;
 pub mod ctx;
+pub mod range;
 pub mod respond;
 pub mod stage;
 
@@ -122,6 +123,17 @@ async fn process(
             r
         }
         Action::Proxy(up) => proxy(up, route, conn, parts, body, ctx).await?,
+        Action::Files(files) => {
+            if let Flow::Respond(r) = run_request_stages(route, parts, ctx) {
+                return Ok(r);
+            }
+            let path = route.rewrite.apply(parts.uri.path());
+            let (mut rparts, mut body) = files.serve(parts, &path).await?.into_parts();
+            if let Some(c) = &route.compress {
+                body = c.apply(c.choose(parts), &parts.method, &mut rparts, body);
+            }
+            Response::from_parts(rparts, ClientBody::new(body))
+        }
     };
     for stage in &route.stages {
         stage.on_response(&mut resp, ctx);

@@ -19,6 +19,16 @@ pub enum ProxyError {
     ClientBody(String),
     #[error("no route matches")]
     NoRoute,
+    #[error("file not found")]
+    NotFound,
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    #[error("method not allowed here (GET and HEAD only)")]
+    MethodNotAllowed,
+    #[error("invalid path")]
+    BadPath,
+    #[error("cannot read file: {0}")]
+    FileRead(String),
     #[error("no healthy backend in upstream `{0}`")]
     NoHealthyBackend(Arc<str>),
     #[error("{0}")]
@@ -39,7 +49,11 @@ impl ProxyError {
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::NoRoute | ProxyError::NotFound => StatusCode::NOT_FOUND,
+            ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::BadPath => StatusCode::BAD_REQUEST,
+            ProxyError::FileRead(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::NoHealthyBackend(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect(_) | ProxyError::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -69,6 +83,10 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        if matches!(self, ProxyError::MethodNotAllowed) {
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        }
         if self.closes_connection() {
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));

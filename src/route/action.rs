@@ -1,4 +1,5 @@
-//! What a matched route does: proxy to an upstream, redirect, or answer with a fixed response.
+//! What a matched route does: proxy to an upstream, redirect, answer with a fixed response, or
+//! serve files.
 
 use crate::upstream::Upstream;
 use bytes::Bytes;
@@ -11,6 +12,7 @@ pub enum Action {
     Proxy(Arc<Upstream>),
     Redirect(Redirect),
     Respond(FixedResponse),
+    Files(Arc<crate::files::FileServer>),
 }
 
 pub struct Redirect {

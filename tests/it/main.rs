@@ -8,6 +8,7 @@ mod cli;
 mod compress;
 mod docs;
 mod fastpath;
+mod files;
 mod forwarding;
 mod h2;
 mod health;

@@ -5,6 +5,7 @@ use crate::cache::Cache;
 use crate::compress::{Coding, Compression, TypePattern};
 use crate::config::file::*;
 use crate::config::Reporter;
+use crate::files::FileServer;
 use crate::pipeline::stage::Stage;
 use crate::route::{Action, FixedResponse, HostPattern, Matcher, PathMatch, Redirect, Route, Template, ValueMatch};
 use crate::transform::{HeaderOps, PathRewrite};
@@ -35,15 +36,20 @@ impl Compiler {
                 .as_str(),
         );
         let matcher = r.matcher.as_ref().map_or_else(Matcher::any, |m| matcher(rep, m));
-        let actions = [r.upstream.is_some(), r.redirect.is_some(), r.respond.is_some()]
-            .iter()
-            .filter(|x| **x)
-            .count();
+        let actions = [
+            r.upstream.is_some(),
+            r.redirect.is_some(),
+            r.respond.is_some(),
+            r.files.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
         if actions != 1 {
             rep.error(
                 Some(sec.span()),
                 format!("route `{name}` must have exactly one action, found {actions}"),
-                Some("give one of upstream = \"NAME\", redirect = { to = \"...\" } or respond = { status = 200 }"),
+                Some("give one of upstream = \"NAME\", redirect = { to = \"...\" }, respond = { status = 200 } or files = { root = \"DIR\" }"),
             );
             return None;
         }
@@ -72,6 +78,8 @@ impl Compiler {
                     return None;
                 }
             }
+        } else if let Some(files) = &r.files {
+            Action::Files(Arc::new(self.file_server(rep, files)?))
         } else if let Some(red) = &r.redirect {
             let status = red.get_ref().status.unwrap_or(302);
             if ![301, 302, 303, 307, 308].contains(&status) {
@@ -170,10 +178,10 @@ impl Compiler {
             },
         };
         let compress = r.compress.as_ref().and_then(|setting| {
-            if r.upstream.is_none() {
+            if r.upstream.is_none() && r.files.is_none() {
                 rep.error(
                     Some(setting.span()),
-                    "compress needs a route that proxies to an upstream",
+                    "compress needs a route that proxies to an upstream or serves files",
                     Some("fixed responses and redirects are sent as they are"),
                 );
                 return None;
@@ -194,6 +202,61 @@ impl Compiler {
                 add_prefix: r.add_prefix.as_ref().map(|p| p.get_ref().clone()),
             },
             stages,
+        })
+    }
+
+    fn file_server(&self, rep: &mut Reporter, sec: &Spanned<FilesSection>) -> Option<FileServer> {
+        let f = sec.get_ref();
+        let root = self.path(f.root.get_ref());
+        let root = match std::fs::canonicalize(&root) {
+            Ok(r) if r.is_dir() => r,
+            Ok(_) => {
+                rep.error(
+                    Some(f.root.span()),
+                    format!("files root `{}` is not a directory", root.display()),
+                    None,
+                );
+                return None;
+            }
+            Err(e) => {
+                rep.error(
+                    Some(f.root.span()),
+                    format!("files root `{}`: {e}", root.display()),
+                    Some("relative paths are taken from the config file's directory"),
+                );
+                return None;
+            }
+        };
+        let mut precompressed = vec![Coding::Brotli, Coding::Zstd, Coding::Gzip];
+        if let Some(list) = &f.precompressed {
+            precompressed.clear();
+            for name in list.get_ref() {
+                match Coding::parse(name) {
+                    Some(c) if !precompressed.contains(&c) => precompressed.push(c),
+                    Some(_) => {}
+                    None => rep.error(
+                        Some(list.span()),
+                        format!("unknown encoding `{name}`"),
+                        Some("use \"br\", \"zstd\" or \"gzip\" (files name.br, name.zst, name.gz)"),
+                    ),
+                }
+            }
+        }
+        let index = f.index.clone().unwrap_or_else(|| vec!["index.html".to_string()]);
+        if let Some(bad) = index
+            .iter()
+            .find(|i| i.is_empty() || i.contains('/') || i.as_str() == "..")
+        {
+            rep.error(
+                Some(sec.span()),
+                format!("index file `{bad}` must be a plain file name"),
+                None,
+            );
+        }
+        Some(FileServer {
+            root,
+            index,
+            precompressed,
         })
     }
 }

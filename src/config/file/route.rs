@@ -17,6 +17,8 @@ pub struct RouteSection {
     pub redirect: Option<Spanned<RedirectSection>>,
     /// Action: answer with a fixed response.
     pub respond: Option<Spanned<RespondSection>>,
+    /// Action: serve files from a directory.
+    pub files: Option<Spanned<FilesSection>>,
     /// Remove this prefix from the path before proxying.
     pub strip_prefix: Option<Spanned<String>>,
     /// Put this prefix in front of the (stripped) path before proxying.
@@ -105,6 +107,17 @@ pub struct RespondSection {
     pub status: Option<u16>,
     pub body: Option<String>,
     pub headers: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesSection {
+    /// Directory served (relative to the config file's directory).
+    pub root: Spanned<String>,
+    /// Files tried for a path ending in '/' (default ["index.html"]).
+    pub index: Option<Vec<String>>,
+    /// Precompressed siblings looked for, most preferred first (default ["br", "zstd", "gzip"]).
+    pub precompressed: Option<Spanned<Vec<String>>>,
 }
 
 /// Header edits, applied in the order remove → set → add.

@@ -1,4 +1,4 @@
-//! Range requests (RFC 9110 §14) answered from a complete cached object: one range → 206 with
+//! Range requests (RFC 9110 §14) answered from a complete object (cached or a file): one range → 206 with
 //! Content-Range, several → multipart/byteranges, none satisfiable → 416. `If-Range` that does
 //! not match the stored validator gets the whole object.
 
@@ -19,60 +19,101 @@ pub enum RangeAnswer {
     },
 }
 
-/// `req` are the request headers, `stored` the cached response headers, `body` the object.
-pub fn answer(req: &HeaderMap, stored: &HeaderMap, body: &Bytes) -> RangeAnswer {
+/// What a Range header asks of a representation of `len` bytes.
+pub enum RangePlan {
+    Whole,
+    /// 416 with these headers (Content-Range: bytes */len).
+    Unsatisfiable(HeaderMap),
+    /// Satisfiable ranges as inclusive (start, end), in request order.
+    Parts(Vec<(u64, u64)>),
+}
+
+/// `req` are the request headers, `repr` the representation's headers (validators for
+/// If-Range), `len` its length.
+pub fn plan(req: &HeaderMap, repr: &HeaderMap, len: u64) -> RangePlan {
     let Some(spec) = req.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
-        return RangeAnswer::Whole;
+        return RangePlan::Whole;
     };
     if let Some(if_range) = req.get(header::IF_RANGE) {
-        if !if_range_matches(if_range, stored) {
-            return RangeAnswer::Whole;
+        if !if_range_matches(if_range, repr) {
+            return RangePlan::Whole;
         }
     }
-    let len = body.len() as u64;
-    let Some(ranges) = parse(spec, len) else {
-        return RangeAnswer::Whole;
-    };
-    let mut headers = HeaderMap::new();
-    if ranges.is_empty() {
-        headers.insert(header::CONTENT_RANGE, value(&format!("bytes */{len}")));
-        return RangeAnswer::Partial {
-            status: StatusCode::RANGE_NOT_SATISFIABLE,
-            headers,
-            body: Bytes::new(),
-        };
+    match parse(spec, len) {
+        None => RangePlan::Whole,
+        Some(ranges) if ranges.is_empty() => {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_RANGE, value(&format!("bytes */{len}")));
+            RangePlan::Unsatisfiable(headers)
+        }
+        Some(ranges) => RangePlan::Parts(ranges),
     }
-    if let [(start, end)] = ranges[..] {
-        headers.insert(header::CONTENT_RANGE, value(&format!("bytes {start}-{end}/{len}")));
-        let part = body.slice(start as usize..=end as usize);
-        return RangeAnswer::Partial {
-            status: StatusCode::PARTIAL_CONTENT,
-            headers,
-            body: part,
-        };
-    }
+}
+
+/// The Content-Range of one part.
+pub fn content_range(start: u64, end: u64, len: u64) -> HeaderValue {
+    value(&format!("bytes {start}-{end}/{len}"))
+}
+
+/// A multipart/byteranges body of `ranges`, each read by `part`; returns its Content-Type.
+pub fn multipart(
+    ranges: &[(u64, u64)],
+    len: u64,
+    ctype: &str,
+    mut part: impl FnMut(u64, u64) -> std::io::Result<Bytes>,
+) -> std::io::Result<(HeaderValue, Bytes)> {
     let boundary = format!("{:016x}", fastrand::u64(..));
-    let ctype = stored
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/octet-stream");
     let mut out = BytesMut::new();
-    for (start, end) in &ranges {
+    for (start, end) in ranges {
         out.put_slice(
             format!("\r\n--{boundary}\r\nContent-Type: {ctype}\r\nContent-Range: bytes {start}-{end}/{len}\r\n\r\n")
                 .as_bytes(),
         );
-        out.put_slice(&body[*start as usize..=*end as usize]);
+        out.put_slice(&part(*start, *end)?);
     }
     out.put_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    headers.insert(
-        header::CONTENT_TYPE,
+    Ok((
         value(&format!("multipart/byteranges; boundary={boundary}")),
-    );
+        out.freeze(),
+    ))
+}
+
+/// Range answer for a complete object held in memory.
+pub fn answer(req: &HeaderMap, stored: &HeaderMap, body: &Bytes) -> RangeAnswer {
+    let len = body.len() as u64;
+    let ranges = match plan(req, stored, len) {
+        RangePlan::Whole => return RangeAnswer::Whole,
+        RangePlan::Unsatisfiable(headers) => {
+            return RangeAnswer::Partial {
+                status: StatusCode::RANGE_NOT_SATISFIABLE,
+                headers,
+                body: Bytes::new(),
+            }
+        }
+        RangePlan::Parts(r) => r,
+    };
+    let mut headers = HeaderMap::new();
+    if let [(start, end)] = ranges[..] {
+        headers.insert(header::CONTENT_RANGE, content_range(start, end, len));
+        return RangeAnswer::Partial {
+            status: StatusCode::PARTIAL_CONTENT,
+            headers,
+            body: body.slice(start as usize..=end as usize),
+        };
+    }
+    let ctype = stored
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream");
+    let Ok((content_type, data)) = multipart(&ranges, len, ctype, |s, e| Ok(body.slice(s as usize..=e as usize)))
+    else {
+        return RangeAnswer::Whole;
+    };
+    headers.insert(header::CONTENT_TYPE, content_type);
     RangeAnswer::Partial {
         status: StatusCode::PARTIAL_CONTENT,
         headers,
-        body: out.freeze(),
+        body: data,
     }
 }
 
