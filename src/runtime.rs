@@ -1,6 +1,8 @@
 //! Long-lived state that survives reloads: the current snapshot, backends (with their health,
 //! counters and connection pools), health-check tasks and the access log writer.
 
+use crate::cache::disk::{DiskError, DiskTier};
+use crate::cache::store::Store;
 use crate::observe::access_log::AccessLog;
 use crate::snapshot::Snapshot;
 use crate::upstream::{health, Backend};
@@ -22,7 +24,7 @@ pub struct Runtime {
     access_log: OnceLock<AccessLog>,
     maintenance: Mutex<Option<JoinHandle<()>>>,
     /// Cache stores by zone name: a reload keeps what is cached (unless the size changed).
-    caches: Mutex<HashMap<String, Arc<crate::cache::store::Store>>>,
+    caches: Mutex<HashMap<String, Arc<Store>>>,
 }
 
 impl Runtime {
@@ -102,16 +104,29 @@ impl Runtime {
     }
 
     /// The store of cache zone `name` with `capacity` bytes of memory, kept across reloads.
-    pub fn cache_store(&self, name: &str, capacity: u64) -> Arc<crate::cache::store::Store> {
+    /// With `disk`, the disk tier (directory, size) is opened or kept; a change of either
+    /// tier's settings starts that zone afresh (what is on disk is indexed again).
+    pub fn cache_store(
+        &self,
+        name: &str,
+        capacity: u64,
+        disk: Option<(&std::path::Path, u64)>,
+    ) -> Result<Arc<Store>, DiskError> {
         let mut map = self.caches.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get(name) {
-            Some(store) if store.capacity == capacity => store.clone(),
-            _ => {
-                let store = crate::cache::store::Store::new(capacity);
-                map.insert(name.to_string(), store.clone());
-                store
+        if let Some(store) = map.get(name) {
+            let same_disk = match (&store.disk, disk) {
+                (None, None) => true,
+                (Some(d), Some((dir, size))) => d.dir() == dir && d.capacity() == size,
+                _ => false,
+            };
+            if store.capacity == capacity && same_disk {
+                return Ok(store.clone());
             }
         }
+        let tier = disk.map(|(dir, size)| DiskTier::open(dir, size)).transpose()?;
+        let store = Store::new(capacity, tier);
+        map.insert(name.to_string(), store.clone());
+        Ok(store)
     }
 
     /// Makes `snap` the live snapshot, restarts health checks for it and forgets backends it no

@@ -55,11 +55,20 @@ fn cache_status(rt: &Runtime) -> serde_json::Value {
         .caches
         .iter()
         .map(|c| {
-            let v = serde_json::json!({
+            let mut v = serde_json::json!({
                 "entries": c.store.entry_count(),
                 "bytes": c.store.weighted_size(),
                 "capacity": c.store.capacity,
             });
+            if let Some(disk) = &c.store.disk {
+                let (objects, bytes) = disk.usage();
+                v["disk"] = serde_json::json!({
+                    "objects": objects,
+                    "bytes": bytes,
+                    "capacity": disk.capacity(),
+                    "write_errors": disk.write_errors(),
+                });
+            }
             (c.name.to_string(), v)
         })
         .collect();

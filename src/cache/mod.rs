@@ -4,6 +4,7 @@
 //! and purge are here. Reads the request after the route's request stages; must not change the
 //! response it stores (response stages run after it, on every answer).
 
+pub mod disk;
 pub mod fill;
 pub mod key;
 pub mod status;
@@ -117,7 +118,7 @@ pub async fn fetch(
     let mut reason = "uri-miss";
     let mut collapsed = false;
     for round in 0..2 {
-        if let Some(variants) = cache.store.variants(&key) {
+        if let Some(variants) = cache.store.lookup(&key).await {
             reason = "vary-miss";
             for entry in variants.iter() {
                 match entry.policy.before_request(&view, now) {
@@ -680,10 +681,10 @@ pub enum Purge<'a> {
 impl Cache {
     /// Removes matching entries; returns how many keys were removed.
     pub fn purge(&self, what: &Purge) -> usize {
-        self.store.remove_where(|_, e| match what {
-            Purge::Url(u) => e.url == *u,
-            Purge::Prefix(p) => e.url.starts_with(p),
-            Purge::Tag(t) => e.tags.iter().any(|x| x == t),
+        self.store.remove_where(|url, tags| match what {
+            Purge::Url(u) => url == *u,
+            Purge::Prefix(p) => url.starts_with(p),
+            Purge::Tag(t) => tags.iter().any(|x| x == t),
         })
     }
 }

@@ -1,7 +1,9 @@
 //! Cache storage: a memory tier bounded in bytes with TinyLFU admission and eviction (moka),
-//! holding per primary key the stored variants, plus the table of misses in flight used to
+//! holding per primary key the stored variants, an optional disk tier behind it (written as
+//! entries are stored, read when memory misses), and the table of misses in flight used to
 //! coalesce concurrent requests for one key.
 
+use super::disk::DiskTier;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use http_cache_semantics::CachePolicy;
@@ -50,6 +52,7 @@ pub struct Store {
     entries: moka::sync::Cache<String, Variants>,
     inflight: Mutex<HashMap<String, watch::Receiver<()>>>,
     pub capacity: u64,
+    pub disk: Option<Arc<DiskTier>>,
 }
 
 /// Being first to miss a key makes a request the leader: it fetches, the others wait for it.
@@ -76,7 +79,7 @@ impl Drop for FlightGuard {
 }
 
 impl Store {
-    pub fn new(capacity: u64) -> Arc<Store> {
+    pub fn new(capacity: u64, disk: Option<DiskTier>) -> Arc<Store> {
         let entries = moka::sync::Cache::builder()
             .max_capacity(capacity)
             .weigher(|key: &String, variants: &Variants| {
@@ -92,15 +95,43 @@ impl Store {
             entries,
             inflight: Mutex::new(HashMap::new()),
             capacity,
+            disk: disk.map(Arc::new),
         })
     }
 
-    pub fn variants(&self, key: &str) -> Option<Variants> {
-        self.entries.get(key)
+    /// The stored variants of `key`: from memory, or read back from disk (and kept in memory).
+    pub async fn lookup(&self, key: &str) -> Option<Variants> {
+        if let Some(v) = self.entries.get(key) {
+            return Some(v);
+        }
+        let disk = self.disk.as_ref().filter(|d| d.contains(key))?.clone();
+        let owned = key.to_string();
+        let loaded = tokio::task::spawn_blocking(move || disk.load(&owned)).await.ok()?;
+        if loaded.is_empty() {
+            return None;
+        }
+        // Answer from what was read even if the memory tier declines to admit it.
+        let variants: Vec<Arc<Entry>> = loaded.into_iter().map(|e| self.insert_memory(key, e)).collect();
+        Some(Arc::new(variants))
     }
 
-    /// Stores `entry`, replacing the variant with the same Vary values.
+    /// Stores `entry`, replacing the variant with the same Vary values, in memory and on disk.
     pub fn insert(&self, key: &str, entry: Entry) {
+        let entry = self.insert_memory(key, entry);
+        self.persist(key, entry);
+    }
+
+    fn persist(&self, key: &str, entry: Arc<Entry>) {
+        let Some(disk) = &self.disk else { return };
+        let (disk, key, epoch) = (disk.clone(), key.to_string(), disk.epoch());
+        let write = move || disk.save(&key, &entry, epoch);
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(write)),
+            Err(_) => write(),
+        }
+    }
+
+    fn insert_memory(&self, key: &str, entry: Entry) -> Arc<Entry> {
         let mut list: Vec<Arc<Entry>> = self
             .entries
             .get(key)
@@ -109,39 +140,51 @@ impl Store {
         if list.len() >= MAX_VARIANTS {
             list.remove(0);
         }
-        list.push(Arc::new(entry));
+        let entry = Arc::new(entry);
+        list.push(entry.clone());
         self.entries.insert(key.to_string(), Arc::new(list));
+        entry
     }
 
     /// Replaces one stored variant (after a 304 refreshed its headers).
     pub fn replace(&self, key: &str, old: &Arc<Entry>, new: Entry) {
         let Some(list) = self.entries.get(key) else { return };
-        let mut new = Some(new);
+        let new = Arc::new(new);
+        let mut replaced = false;
         let list: Vec<Arc<Entry>> = list
             .iter()
             .map(|e| {
                 if Arc::ptr_eq(e, old) {
-                    new.take().map(Arc::new).unwrap_or_else(|| e.clone())
+                    replaced = true;
+                    new.clone()
                 } else {
                     e.clone()
                 }
             })
             .collect();
         self.entries.insert(key.to_string(), Arc::new(list));
+        if replaced {
+            self.persist(key, new);
+        }
     }
 
     pub fn remove(&self, key: &str) -> bool {
-        self.entries.remove(key).is_some()
+        let on_disk = self.disk.as_ref().is_some_and(|d| d.remove(key));
+        self.entries.remove(key).is_some() || on_disk
     }
 
-    /// Removes every key whose entries match `pred`; returns how many keys went.
-    pub fn remove_where(&self, pred: impl Fn(&str, &Entry) -> bool) -> usize {
-        let doomed: Vec<Arc<String>> = self
+    /// Removes every key with a variant whose URL and tags match `pred`, in memory and on
+    /// disk; returns how many keys went.
+    pub fn remove_where(&self, pred: impl Fn(&str, &[String]) -> bool) -> usize {
+        let mut doomed: std::collections::HashSet<String> = self
             .entries
             .iter()
-            .filter(|(k, v)| v.iter().any(|e| pred(k, e)))
-            .map(|(k, _)| k)
+            .filter(|(_, v)| v.iter().any(|e| pred(&e.url, &e.tags)))
+            .map(|(k, _)| k.as_str().to_string())
             .collect();
+        if let Some(disk) = &self.disk {
+            doomed.extend(disk.remove_where(&pred));
+        }
         for k in &doomed {
             self.entries.invalidate(k.as_str());
         }

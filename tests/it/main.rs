@@ -4,6 +4,7 @@ mod harness;
 
 mod balance;
 mod cache;
+mod cache_disk;
 mod cli;
 mod compress;
 mod docs;

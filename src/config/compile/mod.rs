@@ -37,6 +37,18 @@ pub fn compile(file: &FileConfig, source: &Source, rt: &Runtime, generation: u64
         .iter()
         .filter_map(|(name, sec)| c.upstream(&mut rep, rt, name, sec).map(|u| (name.clone(), Arc::new(u))))
         .collect();
+    let mut disk_dirs: BTreeMap<PathBuf, &str> = BTreeMap::new();
+    for (name, sec) in &file.caches {
+        if let Some(d) = &sec.get_ref().disk {
+            if let Some(other) = disk_dirs.insert(c.path(&d.get_ref().path), name) {
+                rep.error(
+                    Some(d.span()),
+                    format!("cache `{name}` uses the same disk directory as cache `{other}`"),
+                    Some("give each cache zone its own directory"),
+                );
+            }
+        }
+    }
     let caches: BTreeMap<String, Arc<Cache>> = file
         .caches
         .iter()
@@ -94,6 +106,9 @@ pub fn compile(file: &FileConfig, source: &Source, rt: &Runtime, generation: u64
         watch: file.runtime.watch.unwrap_or(true),
     })
 }
+
+/// Disk tier size when `disk` gives none.
+const DEFAULT_DISK_SIZE: u64 = 1 << 30;
 
 struct Compiler {
     /// Relative file paths in the config are relative to the config file's directory.
@@ -385,13 +400,10 @@ impl Compiler {
     fn cache(&self, rep: &mut Reporter, rt: &Runtime, name: &str, sec: &Spanned<CacheSection>) -> Option<Cache> {
         let z = sec.get_ref();
         let start = rep.found.len();
-        if let Some(disk) = &z.disk {
-            rep.error(
-                Some(disk.span()),
-                "the disk tier is not available in this version",
-                Some("remove `disk` to use the memory tier only"),
-            );
-        }
+        let disk = z.disk.as_ref().map(|d| {
+            let size = d.get_ref().size.map_or(DEFAULT_DISK_SIZE, |s| s.0);
+            (self.path(&d.get_ref().path), size, d.span())
+        });
         let mut key = KeyRule::default();
         if let Some(k) = &z.key {
             if let Some(q) = &k.query {
@@ -432,9 +444,21 @@ impl Compiler {
             return None;
         }
         let memory = z.memory.map_or(256 * 1024 * 1024, |b| b.0);
+        let store = match rt.cache_store(name, memory, disk.as_ref().map(|(p, s, _)| (p.as_path(), *s))) {
+            Ok(s) => s,
+            Err(e) => {
+                let span = disk.map(|(_, _, span)| span);
+                rep.error(
+                    span,
+                    e.to_string(),
+                    Some("the directory must be creatable and writable by frontdesk"),
+                );
+                return None;
+            }
+        };
         Some(Cache {
             name: Arc::from(name),
-            store: rt.cache_store(name, memory),
+            store,
             key,
             max_object: z.max_object.map_or(8 * 1024 * 1024, |b| b.0),
             store_set_cookie: z.store_set_cookie.unwrap_or(false),

@@ -9,6 +9,7 @@ use std::time::Duration;
 pub struct Process {
     pub child: Child,
     lines: mpsc::Receiver<String>,
+    ready: String,
 }
 
 impl Process {
@@ -26,8 +27,13 @@ impl Process {
                 let _ = tx.send(line);
             }
         });
-        let mut p = Process { child, lines };
+        let mut p = Process {
+            child,
+            lines,
+            ready: String::new(),
+        };
         let ready = p.wait_for("frontdesk ready");
+        p.ready = ready.clone();
         let addr = ready
             .split("listeners=")
             .nth(1)
@@ -37,6 +43,26 @@ impl Process {
             .unwrap()
             .to_string();
         (p, addr)
+    }
+
+    /// The admin listener's address from the ready line.
+    pub fn admin_addr(&self) -> std::net::SocketAddr {
+        let addr = self.ready.split("admin=").nth(1).expect("admin listener configured");
+        addr.split_whitespace().next().unwrap_or("").parse().unwrap()
+    }
+
+    /// Every line printed before the first containing `needle`.
+    pub fn lines_until(&mut self, needle: &str) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let mut before = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return before,
+                Ok(line) => before.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!("frontdesk never printed {needle:?}; it printed meanwhile: {before:#?}");
     }
 
     pub fn wait_for(&mut self, needle: &str) -> String {
