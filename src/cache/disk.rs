@@ -31,6 +31,8 @@ struct Meta {
     key: String,
     url: String,
     vary_key: String,
+    #[serde(default)]
+    req_host: Option<String>,
     tags: Vec<String>,
     status: u16,
     #[serde(with = "http_serde::header_map")]
@@ -369,6 +371,7 @@ fn encode(key: &str, e: &Entry) -> Result<Vec<u8>, serde_json::Error> {
         key: key.to_string(),
         url: e.url.clone(),
         vary_key: e.vary_key.clone(),
+        req_host: e.req_host.as_ref().and_then(|h| h.to_str().ok()).map(str::to_string),
         tags: e.tags.clone(),
         status: e.status.as_u16(),
         headers: e.headers.clone(),
@@ -439,6 +442,7 @@ fn read_entry(path: &Path) -> Result<(String, Entry), &'static str> {
         body,
         url: meta.url,
         vary_key: meta.vary_key,
+        req_host: meta.req_host.and_then(|h| http::HeaderValue::from_str(&h).ok()),
         tags: meta.tags,
         fresh_until: meta.fresh_until,
         stale_while_revalidate: meta.stale_while_revalidate,

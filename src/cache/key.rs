@@ -88,12 +88,18 @@ impl KeyRule {
 
     /// The primary key; `url` is also what purge by URL and prefix compare against.
     pub fn primary(&self, scheme: &str, host: &str, parts: &Parts) -> String {
+        self.primary_for(scheme, host, parts.uri.path(), parts)
+    }
+
+    /// The primary key of `req` sent upstream with `path` (the route's rewrite applied).
+    pub fn primary_for<R: RequestView>(&self, scheme: &str, host: &str, path: &str, req: &R) -> String {
+        let parts = req;
         let mut key = String::with_capacity(64);
         key.push_str(scheme);
         key.push_str("://");
         key.push_str(host);
-        key.push_str(parts.uri.path());
-        let query = self.query_part(parts.uri.query().unwrap_or(""));
+        key.push_str(path);
+        let query = self.query_part(parts.query().unwrap_or(""));
         if !query.is_empty() {
             key.push('?');
             key.push_str(&query);

@@ -14,6 +14,7 @@ use crate::compress::{Compression, Negotiated};
 use crate::pipeline::body::{OnBodyEnd, RequestBody, ResponseBody};
 use crate::pipeline::range;
 use crate::pipeline::respond::ProxyError;
+use crate::route::RequestView;
 use crate::upstream::{Backend, Upstream};
 use bytes::Bytes;
 use fill::Fill;
@@ -245,7 +246,8 @@ fn storable_entry(
     let cc = directives(&resp.headers);
     Some(Entry {
         url: key.split('\n').next().unwrap_or(key).to_string(),
-        vary_key: vary_key(&resp.headers, &req.headers),
+        vary_key: vary_key(&resp.headers, req),
+        req_host: req.headers.get(header::HOST).cloned(),
         tags: resp
             .headers
             .get_all(&cache.tag_header)
@@ -546,6 +548,7 @@ fn refreshed_entry(old: &Entry, policy: CachePolicy, merged: &HeaderMap, date: O
         body: old.body.clone(),
         url: old.url.clone(),
         vary_key: old.vary_key.clone(),
+        req_host: old.req_host.clone(),
         tags: old.tags.clone(),
         // Both windows apply only while `may_serve_stale` holds.
         stale_while_revalidate: cc.stale_while_revalidate,
@@ -593,7 +596,7 @@ fn not_modified(req: &Parts, stored: &HeaderMap) -> bool {
 }
 
 /// Request headers named by the response's Vary, as one comparable string.
-fn vary_key(resp: &HeaderMap, req: &HeaderMap) -> String {
+fn vary_key<R: RequestView>(resp: &HeaderMap, req: &R) -> String {
     let mut names: Vec<String> = resp
         .get_all(header::VARY)
         .iter()
@@ -608,8 +611,8 @@ fn vary_key(resp: &HeaderMap, req: &HeaderMap) -> String {
     for n in names {
         out.push_str(&n);
         out.push('=');
-        for v in req.get_all(n.as_str()) {
-            out.push_str(&String::from_utf8_lossy(v.as_bytes()));
+        for v in req.header_values(n.as_str()) {
+            out.push_str(&String::from_utf8_lossy(v));
             out.push(',');
         }
         out.push('\n');
@@ -678,7 +681,42 @@ pub enum Purge<'a> {
     Tag(&'a str),
 }
 
+/// A fresh stored response found for a plain GET (see `Cache::fresh_hit`).
+pub struct FreshHit {
+    pub entry: Arc<Entry>,
+    pub age: u64,
+    pub ttl: i64,
+}
+
 impl Cache {
+    /// The stored response for a plain GET that needs nothing but a fresh memory hit: no
+    /// request directives, conditionals, ranges or credentials (the caller checks those), a
+    /// variant whose Vary values and Host match, still fresh. `None` sends the request down the
+    /// general path, which decides everything else.
+    pub fn fresh_hit<R: RequestView>(
+        &self,
+        req: &R,
+        path: &str,
+        scheme: &str,
+        host: &str,
+        raw_host: Option<&[u8]>,
+        now: SystemTime,
+    ) -> Option<FreshHit> {
+        let key = self.key.primary_for(scheme, host, path, req);
+        let variants = self.store.peek(&key)?;
+        let entry = variants.iter().find(|e| {
+            e.fresh_until > now
+                && e.req_host.as_ref().map(HeaderValue::as_bytes) == raw_host
+                && !e.varies_on_everything()
+                && (e.vary_key.is_empty() || e.vary_key == vary_key(&e.headers, req))
+        })?;
+        Some(FreshHit {
+            entry: entry.clone(),
+            age: entry.policy.age(now).as_secs(),
+            ttl: secs(entry.fresh_until.duration_since(now).unwrap_or_default()),
+        })
+    }
+
     /// Removes matching entries; returns how many keys were removed.
     pub fn purge(&self, what: &Purge) -> usize {
         self.store.remove_where(|url, tags| match what {

@@ -23,6 +23,8 @@ pub struct Entry {
     pub url: String,
     /// Which variant this is: request header values named by the response's Vary.
     pub vary_key: String,
+    /// The Host header of the request that stored it (the policy matches it exactly).
+    pub req_host: Option<http::HeaderValue>,
     /// Surrogate keys for purge by tag.
     pub tags: Vec<String>,
     pub fresh_until: SystemTime,
@@ -35,6 +37,14 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// `Vary: *`: never reused without revalidation.
+    pub fn varies_on_everything(&self) -> bool {
+        self.headers
+            .get_all(http::header::VARY)
+            .iter()
+            .any(|v| v.as_bytes().split(|b| *b == b',').any(|n| n.trim_ascii() == b"*"))
+    }
+
     /// How long it has been stale (zero while fresh).
     pub fn stale_for(&self, now: SystemTime) -> Duration {
         now.duration_since(self.fresh_until).unwrap_or(Duration::ZERO)
@@ -97,6 +107,11 @@ impl Store {
             capacity,
             disk: disk.map(Arc::new),
         })
+    }
+
+    /// The stored variants of `key` held in memory.
+    pub fn peek(&self, key: &str) -> Option<Variants> {
+        self.entries.get(key)
     }
 
     /// The stored variants of `key`: from memory, or read back from disk (and kept in memory).

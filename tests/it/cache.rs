@@ -444,3 +444,84 @@ async fn normalised_query_keys_share_one_entry() {
     );
     assert_eq!(origin.requests(), 1);
 }
+
+#[tokio::test]
+async fn fast_path_hits_answer_like_the_general_path() {
+    // The origin echoes the request id it was sent, as many do; hits must carry their own.
+    let origin = Origin::start(|req| async move {
+        let id = req.headers().get("x-request-id").cloned().unwrap();
+        let lang = req.headers().get("accept-language").cloned();
+        http::Response::builder()
+            .header("cache-control", "max-age=60")
+            .header("vary", "Accept-Language")
+            .header("x-request-id", id)
+            .header("x-origin", "yes")
+            .header("server", "origin/1")
+            .body(TestBody::text(format!("lang={lang:?}")))
+            .unwrap()
+    })
+    .await;
+    let extra = "response_headers = { set = { \"server\" = \"frontdesk\" }, add = { \"x-edge\" = \"1\" } }";
+    let p = proxy(&format!("{}{extra}\n", config(&origin, ""))).await;
+    let en = [("accept-language", "en")];
+    let first = send(p.addr(0), req("/page", &en)).await;
+    assert!(first.header("cache-status").contains("stored"));
+    // HTTP/1.1 (fast path) and HTTP/2 (general path) hits for the same stored response.
+    let h1 = send(
+        p.addr(0),
+        req("/page", &[("accept-language", "en"), ("x-request-id", "client-1")]),
+    )
+    .await;
+    let h2 = h2c(
+        p.addr(0),
+        Request::get("http://cache.test/page")
+            .header("accept-language", "en")
+            .header("x-request-id", "client-2")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    for (name, a) in [("h1", &h1), ("h2", &h2)] {
+        assert!(
+            a.header("cache-status").starts_with("frontdesk; hit; ttl="),
+            "{name}: {a:?}"
+        );
+        assert_eq!(a.body, "lang=Some(\"en\")", "{name}");
+    }
+    assert_eq!(h1.header("x-request-id"), "client-1");
+    assert_eq!(h2.header("x-request-id"), "client-2");
+    let names = |a: &Answer| {
+        let mut n: Vec<String> = a.headers.keys().map(|k| k.to_string()).collect();
+        n.sort();
+        n.dedup();
+        n
+    };
+    assert_eq!(names(&h1), names(&h2), "same fields on both paths");
+    for field in [
+        "server",
+        "x-edge",
+        "vary",
+        "accept-ranges",
+        "content-length",
+        "x-origin",
+        "date",
+    ] {
+        let all = |a: &Answer| a.headers.get_all(field).iter().cloned().collect::<Vec<_>>();
+        assert_eq!(all(&h1), all(&h2), "{field}");
+    }
+    assert_eq!(h1.header("server"), "frontdesk");
+    // Another variant is a miss, then a hit of its own; the first is untouched.
+    let de = send(p.addr(0), req("/page", &[("accept-language", "de")])).await;
+    assert!(de.header("cache-status").contains("fwd=vary-miss"), "{de:?}");
+    let de = send(p.addr(0), req("/page", &[("accept-language", "de")])).await;
+    assert_eq!(de.body, "lang=Some(\"de\")");
+    assert_eq!(send(p.addr(0), req("/page", &en)).await.body, "lang=Some(\"en\")");
+    // A request directive goes to the general path, which honours it.
+    let forced = send(
+        p.addr(0),
+        req("/page", &[("accept-language", "en"), ("cache-control", "no-cache")]),
+    )
+    .await;
+    assert!(forced.header("cache-status").contains("fwd="), "{forced:?}");
+    assert_eq!(origin.requests(), 3);
+}

@@ -25,6 +25,7 @@ fn entry(url: &str, body: &str, vary_key: &str) -> Entry {
         body: Bytes::from(body.to_string()),
         url: url.to_string(),
         vary_key: vary_key.to_string(),
+        req_host: None,
         tags: vec!["t1".into()],
         stale_while_revalidate: Duration::from_secs(5),
         stale_if_error: Duration::ZERO,

@@ -26,14 +26,14 @@ use tokio::net::TcpStream;
 /// Request bodies up to this size are sent together with the head (and can be replayed).
 const INLINE_BODY: usize = 64 * 1024;
 
-struct Outcome {
-    status: u16,
-    bytes_out: u64,
-    complete: bool,
-    upstream: Option<Arc<str>>,
-    upstream_time: Option<Duration>,
-    error: Option<String>,
-    next: Next,
+pub(super) struct Outcome {
+    pub status: u16,
+    pub bytes_out: u64,
+    pub complete: bool,
+    pub upstream: Option<Arc<str>>,
+    pub upstream_time: Option<Duration>,
+    pub error: Option<String>,
+    pub next: Next,
 }
 
 pub(crate) async fn run<T>(io: &mut T, c: &mut Conn, info: &ConnInfo, rt: &Runtime, snap: &Snapshot) -> Next
@@ -48,13 +48,11 @@ where
     }
     let buf = &c.rbuf[..];
     let view = RawRequest { buf, head };
-    let route = snap.router.find(
-        &view,
-        &routing_host(head.host.as_ref().map(|r| &buf[r.clone()]).unwrap_or(b"")),
-    );
+    let host = routing_host(head.host.as_ref().map(|r| &buf[r.clone()]).unwrap_or(b""));
+    let route = snap.router.find(&view, &host);
     if let Some(route) = route {
-        let fast = matches!(&route.action, Action::Proxy(up) if !up.http2 && up.tls.is_none())
-            && route.cache.is_none()
+        // Cached routes come here for their fresh hits only (see `hit`).
+        let fast = matches!(&route.action, Action::Proxy(up) if (!up.http2 && up.tls.is_none()) || route.cache.is_some())
             && route.compress.is_none()
             && route.stages.iter().all(|s| s.works_on_raw_heads());
         if !fast {
@@ -67,8 +65,14 @@ where
     let consumed = head.len + head.content_length.unwrap_or(0) as usize;
     let outcome = match route {
         None => refuse(io, c, ProxyError::NoRoute, id_name, request_id, consumed).await,
-        Some(route) => match &route.action {
-            Action::Proxy(up) => proxy(io, c, info, route, up, id_name, request_id).await,
+        Some(route) => match (&route.action, &route.cache) {
+            (Action::Proxy(_), Some(cache)) => {
+                match super::hit::serve(io, c, info, route, cache, id_name, request_id).await {
+                    Some(outcome) => outcome,
+                    None => return Next::Handoff,
+                }
+            }
+            (Action::Proxy(up), None) => proxy(io, c, info, route, up, id_name, request_id).await,
             _ => return Next::Handoff,
         },
     };
@@ -129,7 +133,7 @@ impl RequestId {
 }
 
 /// Host for routing: lower case, without port (borrowed when already lower case).
-fn routing_host(raw: &[u8]) -> Cow<'_, str> {
+pub(super) fn routing_host(raw: &[u8]) -> Cow<'_, str> {
     let s = std::str::from_utf8(raw).unwrap_or("");
     let s = if s.starts_with('[') {
         s.find(']').map(|i| &s[..=i]).unwrap_or(s)

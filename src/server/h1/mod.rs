@@ -9,6 +9,7 @@
 
 mod exchange;
 mod head;
+mod hit;
 mod write;
 
 pub use head::{Parsed, RawRequest, RequestHead};

@@ -1,0 +1,125 @@
+//! Cache hits on the fast path: a plain GET whose fresh response is in memory is answered here,
+//! from the raw request head, without building a request or a header map. Everything else on a
+//! cached route (misses, stale entries, conditionals, ranges, request directives) is handed to
+//! the general path, which owns the cache's full logic.
+
+use super::exchange::Outcome;
+use super::head::RawRequest;
+use super::write::{self, line};
+use super::{Conn, Next};
+use crate::cache::{status, Cache};
+use crate::route::{RequestView, Route};
+use crate::server::conn::ConnInfo;
+use http::header;
+use std::time::SystemTime;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// Bodies up to this size go out in the same write as the head.
+const COALESCE_BODY: usize = 16 * 1024;
+
+/// Request fields that make the cache's answer depend on more than a fresh lookup.
+fn needs_general_path(name: &[u8]) -> bool {
+    const FIELDS: [&[u8]; 9] = [
+        b"cache-control",
+        b"pragma",
+        b"range",
+        b"if-range",
+        b"if-none-match",
+        b"if-modified-since",
+        b"if-match",
+        b"if-unmodified-since",
+        b"authorization",
+    ];
+    FIELDS.iter().any(|f| f.eq_ignore_ascii_case(name))
+}
+
+/// Answers from the cache when it can; `None` means hand the request to the general path.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn serve<T>(
+    io: &mut T,
+    c: &mut Conn,
+    info: &ConnInfo,
+    route: &Route,
+    cache: &Cache,
+    id_name: &[u8],
+    request_id: &[u8],
+) -> Option<Outcome>
+where
+    T: AsyncWrite + Unpin,
+{
+    let (buf, head) = (&c.rbuf[..], &c.head);
+    let view = RawRequest { buf, head };
+    if view.method() != "GET"
+        || head.content_length.is_some_and(|n| n > 0)
+        || route.stages.iter().any(|s| s.request_header_ops().is_some())
+        || head.headers.iter().any(|(n, _)| needs_general_path(&buf[n.clone()]))
+    {
+        return None;
+    }
+    let scheme = if info.listener.tls.is_some() { "https" } else { "http" };
+    let path = route.rewrite.apply(view.path());
+    let raw_host = head.host.as_ref().map(|r| &buf[r.clone()]);
+    let host = super::exchange::routing_host(raw_host.unwrap_or(b""));
+    let hit = cache.fresh_hit(&view, &path, scheme, &host, raw_host, SystemTime::now())?;
+    let entry = &hit.entry;
+    let ops: Vec<&crate::transform::HeaderOps> = route.stages.iter().filter_map(|s| s.response_header_ops()).collect();
+    let close = head.close;
+    let consumed = head.len;
+
+    let out = &mut c.wbuf;
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(entry.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(entry.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &entry.headers {
+        let n = name.as_str().as_bytes();
+        if name == header::CONTENT_LENGTH
+            || name == header::AGE
+            || name == header::ACCEPT_RANGES
+            || n == status::NAME.as_bytes()
+            || n.eq_ignore_ascii_case(id_name)
+            || ops.iter().any(|o| o.replaces(n))
+        {
+            continue;
+        }
+        line(out, n, value.as_bytes());
+    }
+    out.extend_from_slice(b"age: ");
+    write::decimal(out, hit.age);
+    out.extend_from_slice(b"\r\naccept-ranges: bytes\r\ncache-status: frontdesk; hit; ttl=");
+    write::decimal(out, hit.ttl.max(0) as u64);
+    out.extend_from_slice(b"\r\n");
+    line(out, id_name, request_id);
+    for o in &ops {
+        o.write_raw(out);
+    }
+    out.extend_from_slice(b"content-length: ");
+    write::decimal(out, entry.body.len() as u64);
+    if close {
+        out.extend_from_slice(b"\r\nconnection: close");
+    }
+    out.extend_from_slice(b"\r\n\r\n");
+    let body = &entry.body;
+    let ok = if body.len() <= COALESCE_BODY {
+        out.extend_from_slice(body);
+        io.write_all(out).await.is_ok()
+    } else {
+        io.write_all(out).await.is_ok() && io.write_all(body).await.is_ok()
+    };
+    c.last_active = tokio::time::Instant::now();
+    Some(Outcome {
+        status: entry.status.as_u16(),
+        bytes_out: if ok { body.len() as u64 } else { 0 },
+        complete: ok,
+        upstream: None,
+        upstream_time: None,
+        error: None,
+        next: if close || !ok {
+            Next::Close
+        } else {
+            Next::KeepAlive { consumed }
+        },
+    })
+}
