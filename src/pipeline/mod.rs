@@ -34,14 +34,26 @@ use std::time::{Instant, SystemTime};
 /// so a malformed chunk gets a 400 instead of reaching the backend half-sent.
 const CHUNKED_PREREAD: usize = 64 * 1024;
 
-/// Entry point for every request on every listener.
+/// A request body as it arrives: from hyper, or none (a bodiless request parsed on the HTTP/1
+/// fast path and passed here).
+pub enum Inbound {
+    Hyper(Incoming),
+    Empty,
+}
+
+/// Entry point for requests served by hyper (HTTP/2, and HTTP/1 connections handed over).
 pub async fn handle(
     req: Request<Incoming>,
     conn: Arc<ConnInfo>,
     rt: Arc<Runtime>,
 ) -> Result<Response<ClientBody>, Infallible> {
+    let (parts, body) = req.into_parts();
+    Ok(handle_parts(parts, Inbound::Hyper(body), &conn, &rt).await)
+}
+
+/// Every request's way through the pipeline; the response's body runs the access log when done.
+pub async fn handle_parts(mut parts: Parts, body: Inbound, conn: &ConnInfo, rt: &Runtime) -> Response<ClientBody> {
     let snap = rt.snapshot();
-    let (mut parts, body) = req.into_parts();
     let id_header = &conn.listener.request_id_header;
     let request_id = parts
         .headers
@@ -65,7 +77,7 @@ pub async fn handle(
         upstream_time: None,
         error: None,
     };
-    let mut resp = match process(&snap, &conn, &mut parts, body, &mut ctx).await {
+    let mut resp = match process(&snap, conn, &mut parts, body, &mut ctx).await {
         Ok(r) => r,
         Err(e) => {
             if e.status().is_server_error() {
@@ -82,14 +94,14 @@ pub async fn handle(
     if let Some(log) = rt.access_log() {
         resp.body_mut().on_end(Box::new(LogOnEnd::new(ctx, log)));
     }
-    Ok(resp)
+    resp
 }
 
 async fn process(
     snap: &Snapshot,
     conn: &ConnInfo,
     parts: &mut Parts,
-    body: Incoming,
+    body: Inbound,
     ctx: &mut RequestCtx,
 ) -> Result<Response<ClientBody>, ProxyError> {
     limits::check_request(parts, &conn.listener.limits, conn)?;
@@ -155,17 +167,16 @@ async fn proxy(
     route: &Route,
     conn: &ConnInfo,
     parts: &mut Parts,
-    body: Incoming,
+    body: Inbound,
     ctx: &mut RequestCtx,
 ) -> Result<Response<ClientBody>, ProxyError> {
     let limits = &conn.listener.limits;
     let chunked = parts.headers.contains_key(header::TRANSFER_ENCODING);
-    let body = if hyper::body::Body::is_end_stream(&body) {
-        RequestBody::Empty
-    } else if chunked {
-        preread(body, limits.max_body_bytes).await?
-    } else {
-        RequestBody::streaming(body, limits.max_body_bytes)
+    let body = match body {
+        Inbound::Empty => RequestBody::Empty,
+        Inbound::Hyper(body) if hyper::body::Body::is_end_stream(&body) => RequestBody::Empty,
+        Inbound::Hyper(body) if chunked => preread(body, limits.max_body_bytes).await?,
+        Inbound::Hyper(body) => RequestBody::streaming(body, limits.max_body_bytes),
     };
 
     let wants_upgrade = parts.version == Version::HTTP_11 && parts.headers.contains_key(header::UPGRADE);

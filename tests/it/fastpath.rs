@@ -163,3 +163,95 @@ async fn upstream_status_line_without_reason_and_bad_chunks() {
         "the broken body is cut, never completed: {answer}"
     );
 }
+
+/// Bodiless requests that need the general pipeline are answered on the fast-path connection;
+/// a keep-alive client sees correct framing for every kind of answer in a row.
+#[tokio::test]
+async fn one_connection_mixes_misses_hits_and_other_actions() {
+    let origin = Origin::start(|req| async move {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let path = req.uri().path().to_string();
+        tokio::spawn(async move {
+            for part in ["chunked ", "body ", &path] {
+                let _ = tx
+                    .send(http_body::Frame::data(bytes::Bytes::from(part.to_string())))
+                    .await;
+            }
+        });
+        http::Response::builder()
+            .header("cache-control", "max-age=60")
+            .header("etag", "\"e1\"")
+            .header("content-type", "text/plain")
+            .body(TestBody::Channel(rx))
+            .unwrap()
+    })
+    .await;
+    let cfg = format!(
+        r#"
+[log]
+access = "off"
+[[listener]]
+listen = "127.0.0.1:0"
+[cache.c]
+memory = "1MiB"
+[upstream.app]
+servers = ["{}"]
+[[route]]
+match = {{ path = "/moved" }}
+redirect = {{ to = "/new", status = 301 }}
+[[route]]
+match = {{ path = "/fixed" }}
+respond = {{ status = 200, body = "fixed body" }}
+[[route]]
+match = {{ path_prefix = "/zip/" }}
+upstream = "app"
+compress = true
+[[route]]
+upstream = "app"
+cache = "c"
+"#,
+        origin.addr
+    );
+    let p = proxy(&cfg).await;
+    let mut conn = H1::connect(p.addr(0)).await;
+    let req = |method: &str, path: &str, headers: &[(&str, &str)]| {
+        let mut b = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "mix.test");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(http_body_util::Full::default()).unwrap()
+    };
+    let miss = conn.send(req("GET", "/a", &[])).await;
+    assert_eq!(miss.body, "chunked body /a");
+    assert!(miss.header("cache-status").contains("fwd=uri-miss"));
+    let hit = conn.send(req("GET", "/a", &[])).await;
+    assert!(hit.header("cache-status").starts_with("frontdesk; hit"));
+    assert_eq!(hit.body, "chunked body /a");
+    let head = conn.send(req("HEAD", "/a", &[])).await;
+    assert_eq!((head.status.as_u16(), head.body.as_str()), (200, ""));
+    let not_modified = conn.send(req("GET", "/a", &[("if-none-match", "\"e1\"")])).await;
+    assert_eq!((not_modified.status.as_u16(), not_modified.body.as_str()), (304, ""));
+    let moved = conn.send(req("GET", "/moved", &[])).await;
+    assert_eq!((moved.status.as_u16(), moved.header("location")), (301, "/new"));
+    let fixed = conn.send(req("GET", "/fixed", &[])).await;
+    assert_eq!(fixed.body, "fixed body");
+    assert_eq!(fixed.header("content-length"), "10");
+    let fixed_head = conn.send(req("HEAD", "/fixed", &[])).await;
+    assert_eq!(
+        (fixed_head.header("content-length"), fixed_head.body.as_str()),
+        ("10", "")
+    );
+    let zipped = conn.send(req("GET", "/zip/x", &[("accept-encoding", "gzip")])).await;
+    assert_eq!(zipped.header("content-encoding"), "gzip");
+    assert_eq!(zipped.header("transfer-encoding"), "chunked");
+    let missing = conn.send(req("GET", "/b", &[("range", "bytes=0-6")])).await;
+    assert_eq!(missing.body, "chunked body /b", "a miss answers whole");
+    let ranged = conn.send(req("GET", "/b", &[("range", "bytes=0-6")])).await;
+    assert_eq!((ranged.status.as_u16(), ranged.body.as_str()), (206, "chunked"));
+    assert!(!conn.is_closed());
+    assert_eq!(origin.connections(), 1, "one upstream connection, reused");
+    assert_eq!(origin.requests(), 4);
+}

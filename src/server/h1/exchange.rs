@@ -34,6 +34,8 @@ pub(super) struct Outcome {
     pub upstream_time: Option<Duration>,
     pub error: Option<String>,
     pub next: Next,
+    /// The general pipeline already wrote the access log entry.
+    pub logged: bool,
 }
 
 pub(crate) async fn run<T>(io: &mut T, c: &mut Conn, info: &ConnInfo, rt: &Runtime, snap: &Snapshot) -> Next
@@ -56,7 +58,13 @@ where
             && route.compress.is_none()
             && route.stages.iter().all(|s| s.works_on_raw_heads());
         if !fast {
-            return Next::Handoff;
+            if !super::general::applies(&view) {
+                return Next::Handoff;
+            }
+            return match super::general::serve(io, c, info, rt).await {
+                Some(outcome) => outcome.next,
+                None => Next::Handoff,
+            };
         }
     }
     let id_name = listener.request_id_header.as_str().as_bytes();
@@ -69,6 +77,16 @@ where
             (Action::Proxy(_), Some(cache)) => {
                 match super::hit::serve(io, c, info, route, cache, id_name, request_id).await {
                     Some(outcome) => outcome,
+                    None if super::general::applies(&RawRequest {
+                        buf: &c.rbuf[..],
+                        head: &c.head,
+                    }) =>
+                    {
+                        match super::general::serve(io, c, info, rt).await {
+                            Some(outcome) => return outcome.next,
+                            None => return Next::Handoff,
+                        }
+                    }
                     None => return Next::Handoff,
                 }
             }
@@ -76,7 +94,7 @@ where
             _ => return Next::Handoff,
         },
     };
-    if let (Some(log), Some(started)) = (rt.access_log(), started) {
+    if let (Some(log), Some(started), false) = (rt.access_log(), started, outcome.logged) {
         let (buf, head) = (&c.rbuf[..], &c.head);
         let view = RawRequest { buf, head };
         let ctx = RequestCtx {
@@ -175,6 +193,7 @@ async fn refuse<T: AsyncWrite + Unpin>(
         } else {
             Next::KeepAlive { consumed }
         },
+        logged: false,
     }
 }
 
@@ -297,6 +316,7 @@ where
                     } else {
                         Next::KeepAlive { consumed }
                     },
+                    logged: false,
                 };
             }
             Err(AttemptError::Stale) if replayable && idempotent && stale_retries < 3 => {
@@ -312,6 +332,7 @@ where
                     upstream_time: None,
                     error: Some("client body read failed".into()),
                     next: Next::Close,
+                    logged: false,
                 };
             }
             Err(failure) => {

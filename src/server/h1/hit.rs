@@ -121,5 +121,6 @@ where
         } else {
             Next::KeepAlive { consumed }
         },
+        logged: false,
     })
 }

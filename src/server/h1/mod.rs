@@ -8,6 +8,7 @@
 //! request was acted on.
 
 mod exchange;
+mod general;
 mod head;
 mod hit;
 mod write;

@@ -1,0 +1,198 @@
+//! Bodiless requests (GET, HEAD) that the fast path cannot answer itself — cache misses and
+//! revalidations, compression, files, redirects, fixed responses, TLS or HTTP/2 upstreams — run
+//! through the general pipeline from here, and the response is written back on the same
+//! connection. The connection stays on the fast path: one cache miss does not move it to hyper
+//! for good. Requests with a body, upgrades and anything unusual still hand the connection over.
+
+use super::exchange::Outcome;
+use super::head::RawRequest;
+use super::write::{self, line};
+use super::{Conn, Next};
+use crate::pipeline::{self, Inbound};
+use crate::route::RequestView;
+use crate::runtime::Runtime;
+use crate::server::conn::ConnInfo;
+use bytes::Bytes;
+use http::{header, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
+use http_body::Body;
+use http_body_util::BodyExt;
+use std::pin::Pin;
+use std::task::Poll;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// Body bytes gathered before a write; a body that pauses is written out at once.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// Can this request take the general pipeline without leaving the fast path?
+pub(super) fn applies(view: &RawRequest<'_>) -> bool {
+    matches!(view.method(), "GET" | "HEAD") && view.head.content_length.is_none_or(|n| n == 0)
+}
+
+/// `None`: the head did not convert (hyper will judge it after a hand-over).
+pub(super) async fn serve<T>(io: &mut T, c: &mut Conn, info: &ConnInfo, rt: &Runtime) -> Option<Outcome>
+where
+    T: AsyncWrite + Unpin,
+{
+    let (buf, head) = (&c.rbuf[..], &c.head);
+    let view = RawRequest { buf, head };
+    let method = Method::from_bytes(view.method().as_bytes()).ok()?;
+    let target_end = head.query.as_ref().map_or(head.path.end, |q| q.end);
+    let uri = Uri::try_from(&buf[head.path.start..target_end]).ok()?;
+    let mut req = Request::new(());
+    *req.method_mut() = method.clone();
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    let headers = req.headers_mut();
+    headers.reserve(head.headers.len());
+    for (n, v) in &head.headers {
+        let name = HeaderName::from_bytes(&buf[n.clone()]).ok()?;
+        let value = HeaderValue::from_bytes(&buf[v.clone()]).ok()?;
+        headers.append(name, value);
+    }
+    let consumed = head.len;
+    let client_close = head.close;
+    let (parts, ()) = req.into_parts();
+    let resp = pipeline::handle_parts(parts, Inbound::Empty, info, rt).await;
+
+    let (rparts, mut body) = resp.into_parts();
+    let status = rparts.status;
+    let no_body = method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let declared: Option<u64> = rparts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let exact = body.size_hint().exact();
+    let close = client_close
+        || rparts
+            .headers
+            .get(header::CONNECTION)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+    let chunked = !no_body && declared.is_none() && exact.is_none();
+
+    let out = &mut c.wbuf;
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &rparts.headers {
+        if name == header::CONNECTION || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        line(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if !rparts.headers.contains_key(header::DATE) {
+        line(
+            out,
+            b"date",
+            httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes(),
+        );
+    }
+    if declared.is_none() && status != StatusCode::NO_CONTENT && status != StatusCode::NOT_MODIFIED {
+        if let Some(n) = exact.filter(|n| !(method == Method::HEAD && *n == 0)) {
+            out.extend_from_slice(b"content-length: ");
+            write::decimal(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+
+    let mut sent: u64 = 0;
+    let mut complete = true;
+    if !no_body {
+        loop {
+            // Write what is gathered before waiting on a body that has nothing ready.
+            let ready = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
+            let frame = match ready {
+                Poll::Ready(f) => f,
+                Poll::Pending => {
+                    if !c.wbuf.is_empty() {
+                        if io.write_all(&c.wbuf).await.is_err() {
+                            complete = false;
+                            break;
+                        }
+                        c.wbuf.clear();
+                    }
+                    body.frame().await
+                }
+            };
+            match frame {
+                None => {
+                    if chunked {
+                        c.wbuf.extend_from_slice(b"0\r\n\r\n");
+                    }
+                    break;
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "response body failed on the fast path");
+                    complete = false;
+                    break;
+                }
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else { continue };
+                    if data.is_empty() {
+                        continue;
+                    }
+                    sent += data.len() as u64;
+                    if !gather(io, &mut c.wbuf, data, chunked).await {
+                        complete = false;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    if complete && !c.wbuf.is_empty() && io.write_all(&c.wbuf).await.is_err() {
+        complete = false;
+    }
+    if declared.is_some_and(|n| !no_body && n != sent) {
+        // The body did not match what the head promised: the client must not reuse this.
+        complete = false;
+    }
+    drop(body);
+    c.last_active = tokio::time::Instant::now();
+    Some(Outcome {
+        status: status.as_u16(),
+        bytes_out: sent,
+        complete,
+        upstream: None,
+        upstream_time: None,
+        error: None,
+        next: if close || !complete {
+            Next::Close
+        } else {
+            Next::KeepAlive { consumed }
+        },
+        logged: true,
+    })
+}
+
+/// Appends one body piece (chunk-framed when `chunked`), writing out when the batch is full.
+async fn gather<T: AsyncWrite + Unpin>(io: &mut T, out: &mut Vec<u8>, data: Bytes, chunked: bool) -> bool {
+    if chunked {
+        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    }
+    if out.len() + data.len() <= WRITE_BATCH {
+        out.extend_from_slice(&data);
+    } else {
+        if io.write_all(out).await.is_err() || io.write_all(&data).await.is_err() {
+            return false;
+        }
+        out.clear();
+    }
+    if chunked {
+        out.extend_from_slice(b"\r\n");
+    }
+    true
+}
