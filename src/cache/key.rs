@@ -86,6 +86,11 @@ impl KeyRule {
         params.join("&")
     }
 
+    /// The key is the request URL as sent (no header, cookie or query rewriting).
+    pub fn is_url_only(&self) -> bool {
+        matches!(self.query, QueryRule::All) && self.headers.is_empty() && self.cookies.is_empty()
+    }
+
     /// The primary key; `url` is also what purge by URL and prefix compare against.
     pub fn primary(&self, scheme: &str, host: &str, parts: &Parts) -> String {
         self.primary_for(scheme, host, parts.uri.path(), parts)

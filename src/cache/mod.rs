@@ -7,6 +7,8 @@
 pub mod disk;
 pub mod fill;
 pub mod key;
+mod policy;
+mod revalidate;
 pub mod status;
 pub mod store;
 
@@ -20,8 +22,11 @@ use bytes::Bytes;
 use fill::Fill;
 use http::request::Parts;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body as _;
 use http_cache_semantics::{AfterResponse, BeforeRequest, CacheOptions, CachePolicy};
 use key::KeyRule;
+use policy::*;
+use revalidate::*;
 use status::{secs, CacheStatus};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -112,9 +117,26 @@ pub async fn fetch(
         let s = answer.response.status();
         if s.is_success() || s.is_redirection() {
             cache.store.remove(&key);
+            // Location and Content-Location on the same host name changed resources too (when
+            // the key is the URL alone, so it can be rebuilt from them).
+            if cache.key.is_url_only() {
+                for name in [header::LOCATION, header::CONTENT_LOCATION] {
+                    if let Some(target) = answer.response.headers().get(&name).and_then(|v| v.to_str().ok()) {
+                        if let Some(other) = same_host_key(scheme, host, target) {
+                            cache.store.remove(&other);
+                        }
+                    }
+                }
+            }
         }
         return Ok(answer);
     }
+    let only_if_cached = view.headers.get_all(header::CACHE_CONTROL).iter().any(|v| {
+        v.to_str()
+            .unwrap_or("")
+            .split(',')
+            .any(|d| d.trim() == "only-if-cached")
+    });
     let mut body = Some(body);
     let mut reason = "uri-miss";
     let mut collapsed = false;
@@ -133,6 +155,10 @@ pub async fn fetch(
         }
         if round == 1 {
             break;
+        }
+        if only_if_cached {
+            // RFC 9111 §5.2.1.7: nothing usable is stored, and the origin must not be asked.
+            return Err(ProxyError::NotCached);
         }
         match cache.store.join(&key) {
             Flight::Leader(guard) => {
@@ -196,6 +222,12 @@ async fn miss(
         .as_ref()
         .map(|e| secs(e.fresh_until.duration_since(now).unwrap_or_default()));
     let body = match entry {
+        // Nothing to stream (204, an empty body): store it now; nobody will poll this body.
+        Some(entry) if f.body.is_end_stream() => {
+            cache.store.insert(&key, entry);
+            drop(flight);
+            f.body
+        }
         Some(entry) => {
             let expected = content_length(&resp_parts.headers);
             let fill = Fill::new(cache.store.clone(), key, entry, cache.max_object, expected, flight);
@@ -233,7 +265,8 @@ fn storable_entry(
     if req.method != Method::GET {
         return None;
     }
-    let policy = CachePolicy::new_options(req, resp, now, CacheOptions::default());
+    let judged = policy_response(resp, cache.store_set_cookie);
+    let policy = CachePolicy::new_options(req, &judged, now, CacheOptions::default());
     if !policy.is_storable() {
         return None;
     }
@@ -243,7 +276,7 @@ fn storable_entry(
     if content_length(&resp.headers).is_some_and(|n| n > cache.max_object) {
         return None;
     }
-    let cc = directives(&resp.headers);
+    let cc = directives(&judged.headers);
     Some(Entry {
         url: key.split('\n').next().unwrap_or(key).to_string(),
         vary_key: vary_key(&resp.headers, req),
@@ -340,338 +373,21 @@ fn hit(entry: &Entry, req: &Parts, now: SystemTime, detail: Option<&'static str>
     }
 }
 
-async fn revalidate(
-    cache: &Arc<Cache>,
-    origin: &Origin,
-    key: &str,
-    entry: Arc<Entry>,
-    conditional: Parts,
-    client: &Parts,
-    now: SystemTime,
-) -> Result<Answer, ProxyError> {
-    let conditional = origin_conditional(&entry, conditional);
-    let stale_for = entry.stale_for(now);
-    let client_forbids_stale = directives(&client.headers).forbids_stale;
-    if entry.may_serve_stale && !client_forbids_stale && stale_for <= entry.stale_while_revalidate {
-        // Serve stale now; one background request refreshes the entry.
-        if let Flight::Leader(guard) = cache.store.join(key) {
-            let (cache, origin, key, entry) = (cache.clone(), origin.clone(), key.to_string(), entry.clone());
-            let client = request_copy(client);
-            tokio::spawn(async move { refresh(cache, origin, key, entry, conditional, client, guard).await });
+/// The key of an absolute or path-absolute `target` on this scheme and host, if it is one.
+fn same_host_key(scheme: &str, host: &str, target: &str) -> Option<String> {
+    if target.starts_with('/') && !target.starts_with("//") {
+        return Some(format!("{scheme}://{host}{target}"));
+    }
+    let rest = target.strip_prefix(scheme)?.strip_prefix("://")?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let name = authority.rsplit_once(':').map_or(authority, |(h, p)| {
+        if p.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            authority
         }
-        return Ok(hit(&entry, client, now, Some("stale-while-revalidate")));
-    }
-    let may_fall_back = |down: bool| {
-        entry.may_serve_stale
-            && !client_forbids_stale
-            && (stale_for <= entry.stale_if_error || (down && cache.stale_if_down))
-    };
-    let request = Request::from_parts(conditional, RequestBody::Empty);
-    match origin.fetch(request).await {
-        Ok(f) if f.parts.status == StatusCode::NOT_MODIFIED => {
-            let backend = (f.backend.clone(), f.upstream_time);
-            match entry.policy.after_response(client, &f.parts, SystemTime::now()) {
-                AfterResponse::NotModified(policy, parts) => {
-                    let refreshed = refreshed_entry(&entry, policy, &parts.headers, f.parts.headers.get(header::DATE));
-                    let mut answer = hit(&refreshed, client, SystemTime::now(), None);
-                    cache.store.replace(key, &entry, refreshed);
-                    answer.status = CacheStatus::Forward {
-                        fwd: "stale",
-                        fwd_status: Some(304),
-                        stored: true,
-                        ttl: answer_ttl(&answer.status),
-                        collapsed: false,
-                    };
-                    answer.upstream = Some(backend);
-                    answer.release = Some(f.release);
-                    Ok(answer)
-                }
-                // The 304 does not match what we hold: pass it on as the origin sent it.
-                AfterResponse::Modified(..) => Ok(Answer {
-                    response: Response::from_parts(f.parts, f.body),
-                    upstream: Some(backend),
-                    release: Some(f.release),
-                    status: CacheStatus::Forward {
-                        fwd: "stale",
-                        fwd_status: Some(304),
-                        stored: false,
-                        ttl: None,
-                        collapsed: false,
-                    },
-                }),
-            }
-        }
-        Ok(f) if f.parts.status.is_server_error() && may_fall_back(false) => {
-            let mut answer = hit(&entry, client, now, Some("stale-if-error"));
-            answer.upstream = Some((f.backend, f.upstream_time));
-            Ok(answer)
-        }
-        Ok(f) => {
-            // A new full response replaces the stored one (when storable).
-            let entry = storable_entry(cache, key, client, &f.parts, SystemTime::now(), f.encoded);
-            let stored = entry.is_some();
-            let body = match entry {
-                Some(e) => {
-                    let fill = Fill::new(
-                        cache.store.clone(),
-                        key.to_string(),
-                        e,
-                        cache.max_object,
-                        content_length(&f.parts.headers),
-                        None,
-                    );
-                    ResponseBody::Filling {
-                        inner: Box::new(f.body),
-                        fill: Some(Box::new(fill)),
-                    }
-                }
-                None => f.body,
-            };
-            let status = CacheStatus::Forward {
-                fwd: "stale",
-                fwd_status: Some(f.parts.status.as_u16()),
-                stored,
-                ttl: None,
-                collapsed: false,
-            };
-            Ok(Answer {
-                response: Response::from_parts(f.parts, body),
-                upstream: Some((f.backend, f.upstream_time)),
-                release: Some(f.release),
-                status,
-            })
-        }
-        Err(e) => {
-            let down = matches!(
-                e,
-                ProxyError::NoHealthyBackend(_)
-                    | ProxyError::Connect(_)
-                    | ProxyError::UpstreamFailed { .. }
-                    | ProxyError::UpstreamTimeout { .. }
-            );
-            if may_fall_back(down) {
-                tracing::warn!(cache = %cache.name, reason = %e, "origin failing; serving stale content");
-                Ok(hit(&entry, client, now, Some("stale-if-error")))
-            } else {
-                Err(e)
-            }
-        }
-    }
-}
-
-/// The conditional request as the origin must see it: an entity tag we weakened when encoding is
-/// sent back as the origin's own strong one.
-fn origin_conditional(entry: &Entry, mut conditional: Parts) -> Parts {
-    if entry.encoded {
-        if let Some(v) = conditional
-            .headers
-            .get(header::IF_NONE_MATCH)
-            .and_then(|v| v.to_str().ok())
-        {
-            let strong: Vec<&str> = v.split(',').map(|t| t.trim().trim_start_matches("W/")).collect();
-            if let Ok(v) = HeaderValue::from_str(&strong.join(", ")) {
-                conditional.headers.insert(header::IF_NONE_MATCH, v);
-            }
-        }
-    }
-    conditional
-}
-
-/// Background refresh for stale-while-revalidate: one conditional request, result stored.
-async fn refresh(
-    cache: Arc<Cache>,
-    origin: Origin,
-    key: String,
-    entry: Arc<Entry>,
-    conditional: Parts,
-    client: Parts,
-    _guard: FlightGuard,
-) {
-    let result = origin.fetch(Request::from_parts(conditional, RequestBody::Empty)).await;
-    let Ok(f) = result else { return };
-    let now = SystemTime::now();
-    if f.parts.status == StatusCode::NOT_MODIFIED {
-        if let AfterResponse::NotModified(policy, parts) = entry.policy.after_response(&client, &f.parts, now) {
-            cache.store.replace(
-                &key,
-                &entry,
-                refreshed_entry(&entry, policy, &parts.headers, f.parts.headers.get(header::DATE)),
-            );
-        }
-        return;
-    }
-    let mut release = f.release;
-    if let Some(new_entry) = storable_entry(&cache, &key, &client, &f.parts, now, f.encoded) {
-        let expected = content_length(&f.parts.headers);
-        let mut fill = Fill::new(cache.store.clone(), key, new_entry, cache.max_object, expected, None);
-        let mut body = f.body;
-        while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
-            match frame {
-                Ok(f) => {
-                    if let Some(d) = f.data_ref() {
-                        if !fill.data(d) {
-                            return;
-                        }
-                    }
-                }
-                Err(_) => return,
-            }
-        }
-        fill.finish();
-    }
-    release.finish(true, 0);
-}
-
-/// The stored entry updated by a 304: new policy, headers merged by the policy (RFC 9111 §4.3.4).
-/// `date` is the 304's own Date, if it sent one.
-fn refreshed_entry(old: &Entry, policy: CachePolicy, merged: &HeaderMap, date: Option<&HeaderValue>) -> Entry {
-    let now = SystemTime::now();
-    let mut headers = stored_headers(merged);
-    // The policy renders Age and Date for "now"; the stored head keeps what the origin said.
-    headers.remove(header::WARNING);
-    headers.remove(header::DATE);
-    if let Some(d) = date.or(old.headers.get(header::DATE)) {
-        headers.insert(header::DATE, d.clone());
-    }
-    if old.encoded {
-        // The 304 speaks of the origin's representation; ours stays encoded.
-        crate::compress::weaken_etag(&mut headers);
-        crate::compress::add_vary(&mut headers);
-    }
-    // What the origin now says about stale content replaces what it said before.
-    let cc = directives(&headers);
-    Entry {
-        fresh_until: now + policy.time_to_live(now),
-        policy,
-        status: old.status,
-        headers,
-        body: old.body.clone(),
-        url: old.url.clone(),
-        vary_key: old.vary_key.clone(),
-        req_host: old.req_host.clone(),
-        tags: old.tags.clone(),
-        // Both windows apply only while `may_serve_stale` holds.
-        stale_while_revalidate: cc.stale_while_revalidate,
-        stale_if_error: cc.stale_if_error,
-        may_serve_stale: !cc.forbids_stale,
-        encoded: old.encoded,
-    }
-}
-
-/// Response headers worth storing: without hop-by-hop fields and the proxy's own.
-fn stored_headers(h: &HeaderMap) -> HeaderMap {
-    let mut out = h.clone();
-    crate::upstream::headers::strip_hop_by_hop(&mut out, false);
-    out.remove(header::AGE);
-    out.remove(status::NAME);
-    out
-}
-
-fn answer_ttl(status: &CacheStatus) -> Option<i64> {
-    match status {
-        CacheStatus::Hit { ttl, .. } => Some(*ttl),
-        CacheStatus::Forward { ttl, .. } => *ttl,
-    }
-}
-
-/// Client conditionals answered from the stored response (RFC 9110 §13.2.2 order).
-fn not_modified(req: &Parts, stored: &HeaderMap) -> bool {
-    if let Some(inm) = req.headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
-        let Some(etag) = stored.get(header::ETAG).and_then(|v| v.to_str().ok()) else {
-            return false;
-        };
-        let strip = |t: &str| t.trim().trim_start_matches("W/").to_string();
-        return inm.split(',').any(|t| t.trim() == "*" || strip(t) == strip(etag));
-    }
-    if let (Some(ims), Some(lm)) = (
-        req.headers.get(header::IF_MODIFIED_SINCE),
-        stored.get(header::LAST_MODIFIED),
-    ) {
-        let parse = |v: &HeaderValue| v.to_str().ok().and_then(|s| httpdate::parse_http_date(s).ok());
-        if let (Some(ims), Some(lm)) = (parse(ims), parse(lm)) {
-            return lm <= ims;
-        }
-    }
-    false
-}
-
-/// Request headers named by the response's Vary, as one comparable string.
-fn vary_key<R: RequestView>(resp: &HeaderMap, req: &R) -> String {
-    let mut names: Vec<String> = resp
-        .get_all(header::VARY)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|n| n.trim().to_ascii_lowercase())
-        .filter(|n| !n.is_empty())
-        .collect();
-    names.sort();
-    names.dedup();
-    let mut out = String::new();
-    for n in names {
-        out.push_str(&n);
-        out.push('=');
-        for v in req.header_values(n.as_str()) {
-            out.push_str(&String::from_utf8_lossy(v));
-            out.push(',');
-        }
-        out.push('\n');
-    }
-    out
-}
-
-struct Directives {
-    stale_while_revalidate: Duration,
-    stale_if_error: Duration,
-    /// no-cache, must-revalidate or proxy-revalidate (response), or no-cache / max-age=0 style
-    /// demands (request): stale content must not be served.
-    forbids_stale: bool,
-}
-
-fn directives(headers: &HeaderMap) -> Directives {
-    let mut d = Directives {
-        stale_while_revalidate: Duration::ZERO,
-        stale_if_error: Duration::ZERO,
-        forbids_stale: false,
-    };
-    for part in headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-    {
-        let (name, value) = part.split_once('=').map_or((part.trim(), None), |(n, v)| {
-            (n.trim(), Some(v.trim().trim_matches('"')))
-        });
-        let secs = || value.and_then(|v| v.parse::<u64>().ok()).map(Duration::from_secs);
-        match name.to_ascii_lowercase().as_str() {
-            "stale-while-revalidate" => d.stale_while_revalidate = secs().unwrap_or_default(),
-            "stale-if-error" => d.stale_if_error = secs().unwrap_or_default(),
-            "no-cache" | "must-revalidate" | "proxy-revalidate" | "no-store" => d.forbids_stale = true,
-            _ => {}
-        }
-    }
-    if headers
-        .get(header::PRAGMA)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"))
-        && !headers.contains_key(header::CACHE_CONTROL)
-    {
-        d.forbids_stale = true;
-    }
-    d
-}
-
-fn content_length(h: &HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
-}
-
-/// The request as the policy needs it (method, URI, headers), kept across the forward.
-fn request_copy(p: &Parts) -> Parts {
-    let mut r = Request::new(());
-    *r.method_mut() = p.method.clone();
-    *r.uri_mut() = p.uri.clone();
-    *r.headers_mut() = p.headers.clone();
-    r.into_parts().0
+    });
+    (name.eq_ignore_ascii_case(host)).then(|| format!("{scheme}://{host}{}", if path.is_empty() { "/" } else { path }))
 }
 
 /// What purge removes.

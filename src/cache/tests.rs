@@ -67,3 +67,156 @@ fn vary_key_uses_named_request_headers() {
     assert_eq!(a, c);
     assert_eq!(vary_key(&map(&[]), &req(&[("accept-language", "en")])), "");
 }
+
+fn judged(status: u16, headers: &[(&str, &str)], store_set_cookie: bool) -> http::response::Parts {
+    let mut b = Response::builder().status(status);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    policy_response(&b.body(()).unwrap().into_parts().0, store_set_cookie)
+}
+
+fn ttl(status: u16, headers: &[(&str, &str)]) -> u64 {
+    let req = parts(&[]);
+    let now = SystemTime::now();
+    let p = CachePolicy::new_options(&req, &judged(status, headers, false), now, CacheOptions::default());
+    if p.is_storable() {
+        p.time_to_live(now).as_secs()
+    } else {
+        0
+    }
+}
+
+#[test]
+fn directive_names_are_case_insensitive() {
+    assert_eq!(ttl(200, &[("cache-control", "Max-Age=60")]), 60);
+    assert_eq!(ttl(200, &[("cache-control", "max-age=60, No-CaChE")]), 0);
+    let mut view = parts(&[("cache-control", "No-Cache")]);
+    view = request_copy(&view);
+    assert_eq!(view.headers["cache-control"], "no-cache");
+}
+
+#[test]
+fn cdn_cache_control_replaces_cache_control_when_valid() {
+    assert_eq!(
+        ttl(
+            200,
+            &[("cache-control", "max-age=10"), ("cdn-cache-control", "max-age=300")]
+        ),
+        300
+    );
+    assert_eq!(
+        ttl(
+            200,
+            &[("cache-control", "max-age=10"), ("cdn-cache-control", "no-store")]
+        ),
+        0
+    );
+    assert_eq!(
+        ttl(
+            200,
+            &[("cache-control", "no-store"), ("cdn-cache-control", "max-age=120")]
+        ),
+        120
+    );
+    assert_eq!(
+        ttl(
+            200,
+            &[("cache-control", "max-age=10"), ("cdn-cache-control", "private")]
+        ),
+        0
+    );
+    // Invalid as a structured field: ignored as a whole.
+    assert_eq!(
+        ttl(
+            200,
+            &[("cache-control", "max-age=10"), ("cdn-cache-control", "Max-Age=300")]
+        ),
+        10
+    );
+    assert_eq!(
+        ttl(
+            200,
+            &[("cache-control", "max-age=10"), ("cdn-cache-control", "max-age=(1 2)")]
+        ),
+        10
+    );
+    // A directive of the wrong type is ignored on its own.
+    assert_eq!(
+        ttl(
+            200,
+            &[
+                ("cache-control", "max-age=10"),
+                ("cdn-cache-control", "max-age=\"300\"")
+            ]
+        ),
+        0
+    );
+    // Expires does not count once CDN-Cache-Control applies.
+    assert_eq!(
+        ttl(
+            200,
+            &[
+                ("expires", "Thu, 01 Jan 2099 00:00:00 GMT"),
+                ("cdn-cache-control", "no-cache")
+            ]
+        ),
+        0
+    );
+}
+
+#[test]
+fn age_and_expires_are_parsed_strictly() {
+    let h = |v: &str| judged(200, &[("age", v)], false).headers.get("age").cloned();
+    assert_eq!(h("7200, 0").unwrap(), "7200");
+    assert!(h("1.5").is_none());
+    assert!(h("7200;foo=1").is_none());
+    assert!(h("-5").is_none());
+    let e = |v: &str| judged(200, &[("expires", v)], false).headers["expires"].clone();
+    assert_eq!(e("Thu, 01 Jan 2099 00:00:00 GMT"), "Thu, 01 Jan 2099 00:00:00 GMT");
+    assert_eq!(e("Thu, 01  Jan 2099 00:00:00 GMT"), "0", "extra spaces make it invalid");
+    assert_eq!(e("Friday, 01-Jan-99 00:00:00 GMT"), "Fri, 01 Jan 1999 00:00:00 GMT");
+    assert_eq!(e("Thu Jan  1 00:00:00 2099"), "Thu, 01 Jan 2099 00:00:00 GMT");
+    assert_eq!(e("tomorrow"), "0");
+}
+
+#[test]
+fn any_status_with_explicit_freshness_is_stored() {
+    assert_eq!(ttl(500, &[("cache-control", "max-age=30")]), 30);
+    assert_eq!(ttl(299, &[("cache-control", "s-maxage=30")]), 30);
+    assert_eq!(ttl(500, &[]), 0, "no freshness, not a heuristically cacheable status");
+    assert_eq!(ttl(206, &[("cache-control", "max-age=30")]), 0);
+    // Set-Cookie hides nothing from the policy unless the zone stores such responses.
+    let req = parts(&[]);
+    let now = SystemTime::now();
+    let with_cookie = [("cache-control", "max-age=30"), ("set-cookie", "a=1")];
+    let plain = CachePolicy::new_options(&req, &judged(200, &with_cookie, false), now, CacheOptions::default());
+    let opted = CachePolicy::new_options(&req, &judged(200, &with_cookie, true), now, CacheOptions::default());
+    assert_eq!(plain.time_to_live(now).as_secs(), 0);
+    assert_eq!(opted.time_to_live(now).as_secs(), 30);
+}
+
+#[test]
+fn stale_rules() {
+    assert!(directives(&map(&[("cache-control", "s-maxage=60")])).forbids_stale);
+    assert!(!directives(&map(&[("cache-control", "max-age=60")])).forbids_stale);
+    assert!(client_forbids_stale(&map(&[("cache-control", "max-age=0")])));
+    assert!(client_forbids_stale(&map(&[("cache-control", "min-fresh=5")])));
+    assert!(!client_forbids_stale(&map(&[("cache-control", "max-stale")])));
+    assert!(client_forbids_stale(&map(&[("pragma", "no-cache")])));
+}
+
+#[test]
+fn location_keys_stay_on_the_same_host() {
+    assert_eq!(
+        same_host_key("http", "a.test", "/x?y").as_deref(),
+        Some("http://a.test/x?y")
+    );
+    assert_eq!(
+        same_host_key("http", "a.test", "http://A.test:8080/p").as_deref(),
+        Some("http://a.test/p")
+    );
+    assert_eq!(same_host_key("http", "a.test", "http://b.test/p"), None);
+    assert_eq!(same_host_key("http", "a.test", "//b.test/p"), None);
+    assert_eq!(same_host_key("http", "a.test", "https://a.test/p"), None);
+}

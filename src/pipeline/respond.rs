@@ -21,6 +21,8 @@ pub enum ProxyError {
     NoRoute,
     #[error("file not found")]
     NotFound,
+    #[error("not in cache (only-if-cached)")]
+    NotCached,
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
     #[error("method not allowed here (GET and HEAD only)")]
@@ -56,7 +58,7 @@ impl ProxyError {
             ProxyError::FileRead(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::NoHealthyBackend(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect(_) | ProxyError::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
-            ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::UpstreamTimeout { .. } | ProxyError::NotCached => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::UpstreamStatus(s) => StatusCode::from_u16(*s).unwrap_or(StatusCode::BAD_GATEWAY),
         }
     }

@@ -525,3 +525,79 @@ async fn fast_path_hits_answer_like_the_general_path() {
     assert!(forced.header("cache-status").contains("fwd="), "{forced:?}");
     assert_eq!(origin.requests(), 3);
 }
+
+/// Findings of the cache-tests conformance run (scripts/cache-conformance.sh), as regressions.
+#[tokio::test]
+async fn a_304_without_validators_refreshes_and_never_reaches_a_plain_get() {
+    let origin = Origin::start(|req| async move {
+        if req.headers().contains_key("if-none-match") {
+            // A 304 that repeats no validator and brings a new header.
+            return http::Response::builder()
+                .status(304)
+                .header("cache-control", "max-age=60")
+                .header("x-refreshed", "yes")
+                .body(TestBody::empty())
+                .unwrap();
+        }
+        http::Response::builder()
+            .header("etag", "\"v1\"")
+            .header("cache-control", "max-age=0")
+            .body(TestBody::text("stored body"))
+            .unwrap()
+    })
+    .await;
+    let p = proxy(&config(&origin, "")).await;
+    get_host(p.addr(0), "cache.test", "/r").await;
+    let second = get_host(p.addr(0), "cache.test", "/r").await;
+    assert_eq!((second.status.as_u16(), second.body.as_str()), (200, "stored body"));
+    assert!(
+        second
+            .header("cache-status")
+            .contains("fwd=stale; fwd-status=304; stored"),
+        "{second:?}"
+    );
+    assert_eq!(second.header("x-refreshed"), "yes");
+    assert_eq!(second.header("etag"), "\"v1\"", "the stored validator stays");
+    let third = get_host(p.addr(0), "cache.test", "/r").await;
+    assert!(
+        third.header("cache-status").starts_with("frontdesk; hit"),
+        "max-age=60 from the 304 applies"
+    );
+    assert_eq!(origin.requests(), 2);
+}
+
+#[tokio::test]
+async fn request_directives_and_empty_responses_are_honoured() {
+    let origin = Origin::start(|req| async move {
+        if req.uri().path() == "/empty" {
+            return http::Response::builder()
+                .status(204)
+                .header("cache-control", "max-age=60")
+                .body(TestBody::empty())
+                .unwrap();
+        }
+        http::Response::builder()
+            .header("cache-control", "max-age=60, stale-while-revalidate=60")
+            .body(TestBody::text("content"))
+            .unwrap()
+    })
+    .await;
+    let p = proxy(&config(&origin, "")).await;
+    // only-if-cached: 504 without asking the origin.
+    let oic = send(p.addr(0), req("/a", &[("cache-control", "only-if-cached")])).await;
+    assert_eq!(oic.status, 504);
+    assert_eq!(origin.requests(), 0);
+    // A 204 with freshness is stored (nothing streams to fill it).
+    assert_eq!(send(p.addr(0), req("/empty", &[])).await.status, 204);
+    let again = send(p.addr(0), req("/empty", &[])).await;
+    assert!(again.header("cache-status").starts_with("frontdesk; hit"), "{again:?}");
+    assert_eq!(again.header("content-length"), "", "no Content-Length on a 204");
+    // A fresh entry, but the client wants it no older than 0 s: revalidated now, not served stale.
+    send(p.addr(0), req("/a", &[])).await;
+    let n = origin.requests();
+    let forced = send(p.addr(0), req("/a", &[("cache-control", "max-age=0")])).await;
+    assert!(forced.header("cache-status").contains("fwd="), "{forced:?}");
+    assert_eq!(origin.requests(), n + 1);
+    let oic = send(p.addr(0), req("/a", &[("cache-control", "only-if-cached")])).await;
+    assert_eq!(oic.status, 200, "stored now");
+}

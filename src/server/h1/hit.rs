@@ -95,12 +95,15 @@ where
     for o in &ops {
         o.write_raw(out);
     }
-    out.extend_from_slice(b"content-length: ");
-    write::decimal(out, entry.body.len() as u64);
-    if close {
-        out.extend_from_slice(b"\r\nconnection: close");
+    if entry.status != http::StatusCode::NO_CONTENT {
+        out.extend_from_slice(b"content-length: ");
+        write::decimal(out, entry.body.len() as u64);
+        out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"\r\n\r\n");
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
     let body = &entry.body;
     let ok = if body.len() <= COALESCE_BODY {
         out.extend_from_slice(body);
