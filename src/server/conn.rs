@@ -130,7 +130,8 @@ where
         scanner: scan_h1.then(HeadScanner::default),
     };
     let svc_info = info.clone();
-    let service = service_fn(move |req| crate::pipeline::handle(req, svc_info.clone(), rt.clone()));
+    // Boxed: the pipeline's future is large, and hyper moves it (into each HTTP/2 stream's task).
+    let service = service_fn(move |req| Box::pin(crate::pipeline::handle(req, svc_info.clone(), rt.clone())));
     let conn = listener.http.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let idle_timeout = listener.limits.idle_timeout;

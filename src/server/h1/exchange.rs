@@ -61,7 +61,7 @@ where
             if !super::general::applies(&view) {
                 return Next::Handoff;
             }
-            return match super::general::serve(io, c, info, rt).await {
+            return match Box::pin(super::general::serve(io, c, info, rt)).await {
                 Some(outcome) => outcome.next,
                 None => Next::Handoff,
             };
@@ -82,7 +82,7 @@ where
                         head: &c.head,
                     }) =>
                     {
-                        match super::general::serve(io, c, info, rt).await {
+                        match Box::pin(super::general::serve(io, c, info, rt)).await {
                             Some(outcome) => return outcome.next,
                             None => return Next::Handoff,
                         }

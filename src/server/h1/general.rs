@@ -52,7 +52,8 @@ where
     let consumed = head.len;
     let client_close = head.close;
     let (parts, ()) = req.into_parts();
-    let resp = pipeline::handle_parts(parts, Inbound::Empty, info, rt).await;
+    // Boxed, so the connection's own future (alive while it idles) stays small.
+    let resp = Box::pin(pipeline::handle_parts(parts, Inbound::Empty, info, rt)).await;
 
     let (rparts, mut body) = resp.into_parts();
     let status = rparts.status;

@@ -90,7 +90,7 @@ pub(crate) enum Next {
 
 pub async fn serve<T>(mut io: T, info: Arc<ConnInfo>, rt: Arc<Runtime>, drain: Drain)
 where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: ClientStream,
 {
     let ip = crate::config::value::canonical(info.peer.ip());
     let mut c = Conn {
@@ -125,7 +125,9 @@ where
             c.snap = rt.snapshot();
         }
         let snap = c.snap.clone();
-        match exchange::run(&mut io, &mut c, &info, &rt, &snap).await {
+        // Boxed: the exchange's state is large and only needed while a request is in flight,
+        // not while the connection idles.
+        match Box::pin(exchange::run(&mut io, &mut c, &info, &rt, &snap)).await {
             Next::KeepAlive { consumed } => c.rbuf.advance(consumed),
             Next::Close => {
                 let _ = io.shutdown().await;
@@ -143,7 +145,7 @@ where
 /// Reads until `c.rbuf` holds a complete request head. Waiting for the first byte is bounded by
 /// the idle timeout (and the header timeout, as on the general path), the rest of the head by
 /// the header timeout.
-async fn read_head<T: AsyncRead + Unpin>(io: &mut T, c: &mut Conn, info: &ConnInfo, drain: &Drain) -> HeadRead {
+async fn read_head<T: ClientStream>(io: &mut T, c: &mut Conn, info: &ConnInfo, drain: &Drain) -> HeadRead {
     let limits = &info.listener.limits;
     let mut head_started: Option<Instant> = None;
     loop {
@@ -156,16 +158,10 @@ async fn read_head<T: AsyncRead + Unpin>(io: &mut T, c: &mut Conn, info: &ConnIn
             }
             head_started.get_or_insert_with(Instant::now);
         }
-        if c.rbuf.capacity() - c.rbuf.len() < IDLE_READ_BUF {
-            c.rbuf.reserve(if c.idle_buffers_released {
-                IDLE_READ_BUF
-            } else {
-                4 * 1024
-            });
-        }
+        let lazy = c.idle_buffers_released;
         let read = tokio::select! {
             biased;
-            r = io.read_buf(&mut c.rbuf) => r,
+            r = read_some(io, &mut c.rbuf, lazy) => r,
             _ = &mut c.timer => {
                 let now = Instant::now();
                 if c.rbuf.is_empty() && drain.is_draining() {
@@ -193,6 +189,34 @@ async fn read_head<T: AsyncRead + Unpin>(io: &mut T, c: &mut Conn, info: &ConnIn
         }
     }
 }
+
+/// Reads more of a request head. A connection that gave its buffers back while idle first
+/// waits until the socket is readable, so it holds no read buffer until a request arrives.
+async fn read_some<T: ClientStream>(io: &mut T, rbuf: &mut BytesMut, lazy: bool) -> std::io::Result<usize> {
+    if lazy && rbuf.is_empty() {
+        io.readable().await?;
+    }
+    if rbuf.capacity() - rbuf.len() < IDLE_READ_BUF {
+        rbuf.reserve(if lazy { IDLE_READ_BUF } else { 4 * 1024 });
+    }
+    io.read_buf(rbuf).await
+}
+
+/// A client connection the fast path reads from.
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Resolves when a read would find data (or cannot tell, as with TLS, which buffers itself).
+    fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
+        std::future::ready(Ok(()))
+    }
+}
+
+impl ClientStream for tokio::net::TcpStream {
+    fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
+        tokio::net::TcpStream::readable(self)
+    }
+}
+
+impl ClientStream for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {}
 
 /// Continues the connection on the general (hyper) path, replaying the bytes already read.
 async fn handoff<T>(io: T, rbuf: BytesMut, info: Arc<ConnInfo>, rt: Arc<Runtime>, drain: Drain)
