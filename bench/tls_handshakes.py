@@ -1,15 +1,40 @@
 #!/usr/bin/env python3
 """TLS handshakes per proxy CPU-second, frontdesk against nginx (TLS 1.3, ECDSA P-256
-certificate): full handshakes (`openssl s_time -new`) and resumed sessions (`-reuse`). The
-client is single-threaded openssl, pinned away from the proxy; the figure that counts is
-handshakes per proxy CPU-second, read from /proc like cpu_split.py.
+certificate): full handshakes (`openssl s_time -new`), and full against resumed handshakes
+with a client that keeps the session ticket it received and offers it on the next connection
+(Python's ssl module; `openssl s_time -reuse` does not resume TLS 1.3 sessions). Each
+connection sends one request and reads the answer (which also delivers the ticket). Clients
+are single-threaded and pinned away from the proxy; the figure that counts is handshakes per
+proxy CPU-second, read from /proc like cpu_split.py.
 
 Usage: bench/tls_handshakes.py [--seconds 5] [--rounds 3]
 """
-import argparse, os, re, shutil, subprocess, sys, tempfile
+import argparse, os, re, shutil, socket, ssl, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cpu_split import cpu, frontdesk_bin, stop_all, wait_port  # noqa: E402
+
+
+def python_client(port, seconds, resume):
+    """Connections per second with full or resumed TLS 1.3 handshakes; returns (count, resumed)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    session, count, resumed = None, 0, 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        raw = socket.create_connection(("127.0.0.1", port))
+        tls = ctx.wrap_socket(raw, server_hostname="bench.test", session=session if resume else None)
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: bench.test\r\nConnection: close\r\n\r\n")
+        while tls.recv(4096):
+            pass
+        count += 1
+        resumed += tls.session_reused
+        if resume:
+            session = tls.session
+        tls.close()
+    return count, resumed
 
 
 def main():
@@ -55,7 +80,16 @@ respond = {{ status = 200, body = "ok" }}
         wait_port(29402)
         results = {}
         for _ in range(args.rounds):
-            for mode in ("-new", "-reuse"):
+            for mode in ("full", "resumed"):
+                for name, proc, port in (("nginx", nginx, 29401), ("frontdesk", fd, 29402)):
+                    os.sched_setaffinity(0, {int(c) for c in load_cpus.split(",")})
+                    u0, s0 = cpu(proc.pid)
+                    conns, reused = python_client(port, args.seconds, mode == "resumed")
+                    u1, s1 = cpu(proc.pid)
+                    if mode == "resumed" and reused < conns * 0.9:
+                        sys.exit(f"{name}: only {reused} of {conns} sessions resumed")
+                    results.setdefault((mode, name), []).append((conns / args.seconds, conns / max(u1 + s1 - u0 - s0, 1e-3)))
+            for mode in ("-new",):
                 for name, proc, port in (("nginx", nginx, 29401), ("frontdesk", fd, 29402)):
                     u0, s0 = cpu(proc.pid)
                     out = subprocess.run(["taskset", "-c", load_cpus, "openssl", "s_time", "-connect", f"127.0.0.1:{port}",
@@ -69,14 +103,20 @@ respond = {{ status = 200, body = "ok" }}
         med = lambda xs: sorted(xs)[len(xs) // 2]
         print("| handshakes | target | per second | per proxy CPU-s | per CPU-s vs nginx |")
         print("|---|---|---:|---:|---:|")
-        for mode in ("-new", "-reuse"):
+        print("| client | handshakes | target | per second | per proxy CPU-s | per CPU-s vs nginx | resumed ÷ full (per CPU-s) |")
+        print("|---|---|---|---:|---:|---:|---:|")
+        labels = {"-new": ("openssl s_time", "full"), "full": ("python ssl", "full"), "resumed": ("python ssl", "resumed (ticket)")}
+        for mode in ("-new", "full", "resumed"):
             base = med([r[1] for r in results[(mode, "nginx")]])
             for name in ("nginx", "frontdesk"):
                 rs = results[(mode, name)]
                 per_s, per_cpu = med([r[0] for r in rs]), med([r[1] for r in rs])
-                label = "full (TLS 1.3)" if mode == "-new" else "resumed (TLS 1.3)"
-                print(f"| {label} | {name} | {per_s:,.0f} | {per_cpu:,.0f} | {per_cpu / base:.2f} |")
-        print(f"\n{args.rounds} rounds x {args.seconds}s, ECDSA P-256, openssl s_time on CPU {load_cpus}, proxy on CPU {proxy_cpu}.")
+                gain = ""
+                if mode == "resumed":
+                    gain = f"{per_cpu / med([r[1] for r in results[('full', name)]]):.2f}"
+                client, label = labels[mode]
+                print(f"| {client} | {label} | {name} | {per_s:,.0f} | {per_cpu:,.0f} | {per_cpu / base:.2f} | {gain} |")
+        print(f"\n{args.rounds} rounds x {args.seconds}s, TLS 1.3, ECDSA P-256, clients on CPU {load_cpus}, proxy on CPU {proxy_cpu}.")
     finally:
         stop_all(procs)
         shutil.rmtree(work, ignore_errors=True)

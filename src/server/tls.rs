@@ -79,6 +79,9 @@ pub fn load_certified_key(files: &CertFiles) -> Result<(Arc<CertifiedKey>, Vec<S
     Ok((Arc::new(ck), names))
 }
 
+/// TLS 1.2 sessions remembered for resumption by session id (a few hundred bytes each).
+const SESSION_CACHE_ENTRIES: usize = 20_000;
+
 pub fn server_config(
     certs: &[CertFiles],
     client_ca: Option<(&str, bool)>,
@@ -129,6 +132,16 @@ pub fn server_config(
         }
     };
     let mut config = builder.with_cert_resolver(resolver);
+    // Resumption: stateless TLS 1.3 tickets (keys rotate every 6 hours; a reload starts new
+    // keys, so older tickets then fall back to a full handshake), and a bounded cache of TLS
+    // 1.2 session ids.
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| TlsError::Cert {
+        path: String::new(),
+        reason: format!("cannot create session ticket keys: {e}"),
+    })?;
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
+    // One ticket per handshake is enough for a client that reconnects serially.
+    config.send_tls13_tickets = 1;
     config.alpn_protocols = if http2 {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     } else {

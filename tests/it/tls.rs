@@ -146,3 +146,28 @@ async fn get_over_tls(stream: tokio_rustls::client::TlsStream<tokio::net::TcpStr
         .unwrap();
     read_answer(sender.send_request(req).await.unwrap()).await
 }
+
+#[tokio::test]
+async fn sessions_resume_with_tickets() {
+    let pki = Pki::new();
+    let origin = Origin::named("o").await;
+    let p = proxy(&tls_config(&pki, &origin, "")).await;
+    // One client config = one client session cache, as a browser keeps it.
+    let cfg = pki.client_config(&[b"http/1.1"], None);
+    for round in 0..3 {
+        let mut s = connect(p.addr(0), "a.test", cfg.clone()).await.unwrap();
+        // TLS 1.3 tickets arrive after the handshake: read an answer so the client stores one.
+        tokio::io::AsyncWriteExt::write_all(&mut s, b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut s, &mut answer).await.unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 200"));
+        let kind = s.get_ref().1.handshake_kind();
+        if round == 0 {
+            assert_eq!(kind, Some(rustls::HandshakeKind::Full));
+        } else {
+            assert_eq!(kind, Some(rustls::HandshakeKind::Resumed), "round {round}");
+        }
+    }
+}
