@@ -25,6 +25,8 @@ use tokio::net::TcpStream;
 
 /// Request bodies up to this size are sent together with the head (and can be replayed).
 const INLINE_BODY: usize = 64 * 1024;
+/// Response body bytes that arrived with the head are copied behind it up to this size.
+const COPY_WITH_HEAD: usize = 4 * 1024;
 
 pub(super) struct Outcome {
     pub status: u16,
@@ -827,9 +829,15 @@ where
         // Bytes beyond this response (or a body where none belongs): the socket is out of step.
         reusable = false;
     }
-    out.extend_from_slice(&initial[..n]);
     sent += n as u64;
-    if io.write_all(out).await.is_err() {
+    // A large first piece of body goes out beside the head (writev), not copied after it.
+    let written = if n > COPY_WITH_HEAD {
+        write::head_and_body(io, out, &initial[..n]).await
+    } else {
+        out.extend_from_slice(&initial[..n]);
+        io.write_all(out).await
+    };
+    if written.is_err() {
         return (sent, false, None, true);
     }
     let mut chunk = std::mem::take(&mut c.ubuf);

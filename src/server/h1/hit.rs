@@ -109,7 +109,7 @@ where
         out.extend_from_slice(body);
         io.write_all(out).await.is_ok()
     } else {
-        write_both(io, out, body).await.is_ok()
+        write::head_and_body(io, out, body).await.is_ok()
     };
     c.last_active = tokio::time::Instant::now();
     Some(Outcome {
@@ -126,24 +126,4 @@ where
         },
         logged: false,
     })
-}
-
-/// Head and body in as few writes as the socket allows (one `writev` when it takes both).
-async fn write_both<T: AsyncWrite + Unpin>(io: &mut T, head: &[u8], body: &[u8]) -> std::io::Result<()> {
-    let (mut head, mut body) = (head, body);
-    while !head.is_empty() {
-        let n = io
-            .write_vectored(&[std::io::IoSlice::new(head), std::io::IoSlice::new(body)])
-            .await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        if n < head.len() {
-            head = &head[n..];
-        } else {
-            body = &body[n - head.len()..];
-            head = &[];
-        }
-    }
-    io.write_all(body).await
 }

@@ -1,6 +1,7 @@
 //! Writing heads on the fast path.
 
 use crate::pipeline::respond::ProxyError;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 pub fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
@@ -57,6 +58,26 @@ pub fn error_response(out: &mut Vec<u8>, e: &ProxyError, request_id: Option<(&[u
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body.as_bytes());
+}
+
+/// Head and body in as few writes as the socket allows (one `writev` when it takes both).
+pub async fn head_and_body<T: AsyncWrite + Unpin>(io: &mut T, head: &[u8], body: &[u8]) -> std::io::Result<()> {
+    let (mut head, mut body) = (head, body);
+    while !head.is_empty() {
+        let n = io
+            .write_vectored(&[std::io::IoSlice::new(head), std::io::IoSlice::new(body)])
+            .await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        if n < head.len() {
+            head = &head[n..];
+        } else {
+            body = &body[n - head.len()..];
+            head = &[];
+        }
+    }
+    io.write_all(body).await
 }
 
 #[cfg(test)]
