@@ -3,7 +3,9 @@
 //! as long as announced.
 
 use super::store::{Entry, FlightGuard, Store};
+use crate::pipeline::body::ResponseBody;
 use bytes::{Bytes, BytesMut};
+use http_body::Body as _;
 use std::sync::Arc;
 
 pub struct Fill {
@@ -35,6 +37,19 @@ impl Fill {
             limit,
             expected,
             _flight: flight,
+        }
+    }
+
+    /// The body to send while this fill copies it. A body with nothing to stream (a 204, an
+    /// empty body) is stored at once: nobody polls it, so no end would ever be seen.
+    pub fn wrap(self, body: ResponseBody) -> ResponseBody {
+        if body.is_end_stream() {
+            self.finish();
+            return body;
+        }
+        ResponseBody::Filling {
+            inner: Box::new(body),
+            fill: Some(Box::new(self)),
         }
     }
 

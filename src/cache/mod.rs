@@ -22,7 +22,6 @@ use bytes::Bytes;
 use fill::Fill;
 use http::request::Parts;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
-use http_body::Body as _;
 use http_cache_semantics::{AfterResponse, BeforeRequest, CacheOptions, CachePolicy};
 use key::KeyRule;
 use policy::*;
@@ -222,19 +221,9 @@ async fn miss(
         .as_ref()
         .map(|e| secs(e.fresh_until.duration_since(now).unwrap_or_default()));
     let body = match entry {
-        // Nothing to stream (204, an empty body): store it now; nobody will poll this body.
-        Some(entry) if f.body.is_end_stream() => {
-            cache.store.insert(&key, entry);
-            drop(flight);
-            f.body
-        }
         Some(entry) => {
             let expected = content_length(&resp_parts.headers);
-            let fill = Fill::new(cache.store.clone(), key, entry, cache.max_object, expected, flight);
-            ResponseBody::Filling {
-                inner: Box::new(f.body),
-                fill: Some(Box::new(fill)),
-            }
+            Fill::new(cache.store.clone(), key, entry, cache.max_object, expected, flight).wrap(f.body)
         }
         None => f.body,
     };

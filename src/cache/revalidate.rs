@@ -79,20 +79,15 @@ pub(super) async fn revalidate(
             let entry = storable_entry(cache, key, client, &f.parts, SystemTime::now(), f.encoded);
             let stored = entry.is_some();
             let body = match entry {
-                Some(e) => {
-                    let fill = Fill::new(
-                        cache.store.clone(),
-                        key.to_string(),
-                        e,
-                        cache.max_object,
-                        content_length(&f.parts.headers),
-                        None,
-                    );
-                    ResponseBody::Filling {
-                        inner: Box::new(f.body),
-                        fill: Some(Box::new(fill)),
-                    }
-                }
+                Some(e) => Fill::new(
+                    cache.store.clone(),
+                    key.to_string(),
+                    e,
+                    cache.max_object,
+                    content_length(&f.parts.headers),
+                    None,
+                )
+                .wrap(f.body),
                 None => f.body,
             };
             let status = CacheStatus::Forward {

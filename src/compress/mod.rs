@@ -119,46 +119,7 @@ pub struct Negotiated(pub Option<Coding>);
 impl Compression {
     /// The best coding the client accepts, by q-value then by our preference order.
     pub fn negotiate(&self, headers: &HeaderMap) -> Option<Coding> {
-        let mut best: Option<(u16, usize, Coding)> = None;
-        let mut wildcard: Option<u16> = None;
-        let mut listed: Vec<Coding> = Vec::new();
-        let consider = |q: u16, coding: Coding, best: &mut Option<(u16, usize, Coding)>| {
-            let Some(rank) = self.codings.iter().position(|c| *c == coding) else {
-                return;
-            };
-            if q > 0 && best.is_none_or(|(bq, br, _)| q > bq || (q == bq && rank < br)) {
-                *best = Some((q, rank, coding));
-            }
-        };
-        for item in headers
-            .get_all(header::ACCEPT_ENCODING)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-        {
-            let mut parts = item.split(';');
-            let name = parts.next().unwrap_or("").trim();
-            let q = parts
-                .find_map(|p| {
-                    let (k, v) = p.split_once('=')?;
-                    k.trim().eq_ignore_ascii_case("q").then(|| qvalue(v.trim()))
-                })
-                .unwrap_or(1000);
-            if name == "*" {
-                wildcard = Some(q);
-            } else if let Some(c) = Coding::parse(name) {
-                listed.push(c);
-                consider(q, c, &mut best);
-            }
-        }
-        if let Some(q) = wildcard {
-            for c in self.codings.clone() {
-                if !listed.contains(&c) {
-                    consider(q, c, &mut best);
-                }
-            }
-        }
-        best.map(|(_, _, c)| c)
+        preference(&self.codings, headers).into_iter().next()
     }
 
     /// Negotiates and reduces the request's Accept-Encoding to the result, so the upstream
@@ -254,6 +215,40 @@ impl Compression {
             .and_then(|v| v.parse::<u64>().ok());
         length.is_none_or(|n| n >= self.min_size)
     }
+}
+
+/// The `codings` the client accepts (q > 0), best first: by q-value, ties in the order given.
+pub fn preference(codings: &[Coding], headers: &HeaderMap) -> Vec<Coding> {
+    // Per coding: the q of its own entry, else of `*`, else none (not acceptable).
+    let mut own: Vec<Option<u16>> = vec![None; codings.len()];
+    let mut wildcard: Option<u16> = None;
+    for item in headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+    {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let q = parts
+            .find_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                k.trim().eq_ignore_ascii_case("q").then(|| qvalue(v.trim()))
+            })
+            .unwrap_or(1000);
+        if name == "*" {
+            wildcard = Some(q);
+        } else if let Some(rank) = Coding::parse(name).and_then(|c| codings.iter().position(|x| *x == c)) {
+            own[rank] = Some(q);
+        }
+    }
+    let mut ranked: Vec<(u16, usize)> = own
+        .iter()
+        .enumerate()
+        .filter_map(|(rank, q)| q.or(wildcard).filter(|q| *q > 0).map(|q| (q, rank)))
+        .collect();
+    ranked.sort_by_key(|(q, rank)| (std::cmp::Reverse(*q), *rank));
+    ranked.into_iter().map(|(_, rank)| codings[rank]).collect()
 }
 
 /// A q-value in thousandths ("0.5" → 500); malformed values count as 0.

@@ -5,7 +5,7 @@
 
 mod resolve;
 
-use crate::compress::{Coding, Compression};
+use crate::compress::Coding;
 use crate::pipeline::body::ResponseBody;
 use crate::pipeline::range::{self, RangePlan};
 use crate::pipeline::respond::ProxyError;
@@ -57,7 +57,7 @@ impl FileServer {
         let wants: Vec<Coding> = if self.precompressed.is_empty() || parts.headers.contains_key(header::RANGE) {
             Vec::new()
         } else {
-            accepted_in_order(&self.precompressed, &parts.headers)
+            crate::compress::preference(&self.precompressed, &parts.headers)
         };
         let chosen = tokio::task::spawn_blocking(move || choose(&root, &url_path, &index, &wants))
             .await
@@ -188,22 +188,6 @@ fn add_slash(parts: &Parts) -> Response<ResponseBody> {
         r.headers_mut().insert(header::LOCATION, v);
     }
     r
-}
-
-/// The configured codings the client accepts (q > 0), best first by q then by our order.
-fn accepted_in_order(codings: &[Coding], headers: &HeaderMap) -> Vec<Coding> {
-    let mut left = codings.to_vec();
-    let mut out = Vec::new();
-    while !left.is_empty() {
-        let probe = Compression {
-            codings: left.clone(),
-            ..Compression::default()
-        };
-        let Some(best) = probe.negotiate(headers) else { break };
-        out.push(best);
-        left.retain(|c| *c != best);
-    }
-    out
 }
 
 fn content_type(path: &Path) -> String {

@@ -18,22 +18,11 @@ fn page() -> String {
     (0..2000).map(|i| format!("<p>paragraph {i}</p>\n")).collect()
 }
 
-fn config(origin: &Origin, route_extra: &str, top: &str) -> String {
+/// One compressing route to `origin` with `route_extra` keys; `tables` (e.g. a cache zone) go last.
+fn config(origin: &Origin, route_extra: &str, tables: &str) -> String {
     format!(
-        r#"
-[log]
-access = "off"
-[[listener]]
-listen = "127.0.0.1:0"
-{top}
-[upstream.app]
-servers = ["{}"]
-[[route]]
-upstream = "app"
-compress = true
-{route_extra}
-"#,
-        origin.addr
+        "{}compress = true\n{route_extra}\n{tables}\n",
+        one_upstream(&servers(&[origin]), "")
     )
 }
 
@@ -52,21 +41,9 @@ async fn origin_with(headers: &'static [(&'static str, &'static str)], body: Str
     .await
 }
 
-/// One request; the body exactly as received (not decoded).
+/// One GET; the body exactly as received (not decoded).
 async fn fetch(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (http::response::Parts, Bytes) {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(conn);
-    let mut b = Request::get(path).header("host", "zip.test");
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let resp = sender
-        .send_request(b.body(Full::<Bytes>::default()).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = resp.into_parts();
-    (parts, body.collect().await.unwrap().to_bytes())
+    fetch_raw(addr, "GET", path, headers).await
 }
 
 fn decode(coding: &str, data: &[u8]) -> Vec<u8> {

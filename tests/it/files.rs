@@ -3,16 +3,9 @@
 
 use crate::harness::tls::temp_dir;
 use crate::harness::*;
-use bytes::Bytes;
-use http::Request;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio::net::TcpStream;
 
 const SECRET: &str = "top secret outside the root";
 
@@ -63,22 +56,6 @@ files = {{ root = "{}" }}
     )
 }
 
-async fn fetch(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> (http::response::Parts, Bytes) {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(conn);
-    let mut b = Request::builder().method(method).uri(path).header("host", "files.test");
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let resp = sender
-        .send_request(b.body(Full::<Bytes>::default()).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = resp.into_parts();
-    (parts, body.collect().await.unwrap().to_bytes())
-}
-
 fn h<'a>(p: &'a http::response::Parts, name: &str) -> &'a str {
     p.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
@@ -88,7 +65,7 @@ async fn files_have_types_validators_and_index_pages() {
     let (root, _base) = site();
     let p = proxy(&config(&root, "")).await;
     let addr = p.addr(0);
-    let (parts, body) = fetch(addr, "GET", "/style.css", &[]).await;
+    let (parts, body) = fetch_raw(addr, "GET", "/style.css", &[]).await;
     assert_eq!(parts.status, 200);
     assert_eq!(h(&parts, "content-type"), "text/css; charset=utf-8");
     assert_eq!(h(&parts, "content-length"), "2100");
@@ -99,40 +76,40 @@ async fn files_have_types_validators_and_index_pages() {
     assert!(etag.starts_with('"') && etag.len() > 4, "{etag}");
     assert!(httpdate::parse_http_date(&last_modified).is_ok(), "{last_modified}");
 
-    let (parts, body) = fetch(addr, "GET", "/", &[]).await;
+    let (parts, body) = fetch_raw(addr, "GET", "/", &[]).await;
     assert_eq!((parts.status.as_u16(), &body[..]), (200, &b"<h1>home</h1>"[..]));
     assert_eq!(h(&parts, "content-type"), "text/html; charset=utf-8");
-    let (parts, _) = fetch(addr, "GET", "/sub?x=1", &[]).await;
+    let (parts, _) = fetch_raw(addr, "GET", "/sub?x=1", &[]).await;
     assert_eq!(parts.status, 301);
     assert_eq!(h(&parts, "location"), "/sub/?x=1");
-    let (_, body) = fetch(addr, "GET", "/sub/", &[]).await;
+    let (_, body) = fetch_raw(addr, "GET", "/sub/", &[]).await;
     assert_eq!(&body[..], b"<h1>sub</h1>");
     // The route's strip_prefix applies before the path is looked up.
-    let (_, body) = fetch(addr, "GET", "/static/sub/index.html", &[]).await;
+    let (_, body) = fetch_raw(addr, "GET", "/static/sub/index.html", &[]).await;
     assert_eq!(&body[..], b"<h1>sub</h1>");
-    let (parts, _) = fetch(addr, "GET", "/nope.txt", &[]).await;
+    let (parts, _) = fetch_raw(addr, "GET", "/nope.txt", &[]).await;
     assert_eq!(parts.status, 404);
-    let (parts, _) = fetch(addr, "GET", "/data.bin", &[("range", "bytes=0-0")]).await;
+    let (parts, _) = fetch_raw(addr, "GET", "/data.bin", &[("range", "bytes=0-0")]).await;
     assert_eq!(h(&parts, "content-type"), "application/octet-stream");
 
     // Conditionals.
-    let (parts, body) = fetch(addr, "GET", "/style.css", &[("if-none-match", &etag)]).await;
+    let (parts, body) = fetch_raw(addr, "GET", "/style.css", &[("if-none-match", &etag)]).await;
     assert_eq!((parts.status.as_u16(), body.len()), (304, 0));
     assert_eq!(h(&parts, "etag"), etag);
-    let (parts, _) = fetch(addr, "GET", "/style.css", &[("if-modified-since", &last_modified)]).await;
+    let (parts, _) = fetch_raw(addr, "GET", "/style.css", &[("if-modified-since", &last_modified)]).await;
     assert_eq!(parts.status, 304);
-    let (parts, _) = fetch(addr, "GET", "/style.css", &[("if-none-match", "\"other\"")]).await;
+    let (parts, _) = fetch_raw(addr, "GET", "/style.css", &[("if-none-match", "\"other\"")]).await;
     assert_eq!(parts.status, 200);
-    let (parts, _) = fetch(addr, "GET", "/style.css", &[("if-match", "\"other\"")]).await;
+    let (parts, _) = fetch_raw(addr, "GET", "/style.css", &[("if-match", "\"other\"")]).await;
     assert_eq!(parts.status, 412);
 
     // HEAD: the same head, no body. Other methods: 405 with Allow.
-    let (parts, body) = fetch(addr, "HEAD", "/style.css", &[]).await;
+    let (parts, body) = fetch_raw(addr, "HEAD", "/style.css", &[]).await;
     assert_eq!(
         (parts.status.as_u16(), h(&parts, "content-length"), body.len()),
         (200, "2100", 0)
     );
-    let (parts, _) = fetch(addr, "POST", "/style.css", &[]).await;
+    let (parts, _) = fetch_raw(addr, "POST", "/style.css", &[]).await;
     assert_eq!(parts.status, 405);
     assert_eq!(h(&parts, "allow"), "GET, HEAD");
 }
@@ -142,22 +119,22 @@ async fn big_files_stream_and_ranges_are_served() {
     let (root, _base) = site();
     let p = proxy(&config(&root, "")).await;
     let addr = p.addr(0);
-    let (parts, body) = fetch(addr, "GET", "/data.bin", &[]).await;
+    let (parts, body) = fetch_raw(addr, "GET", "/data.bin", &[]).await;
     assert_eq!(h(&parts, "content-length"), "5000000");
     assert_eq!(body, std::fs::read(root.join("data.bin")).unwrap());
 
-    let (parts, body) = fetch(addr, "GET", "/data.bin", &[("range", "bytes=1000-1009")]).await;
+    let (parts, body) = fetch_raw(addr, "GET", "/data.bin", &[("range", "bytes=1000-1009")]).await;
     assert_eq!(parts.status, 206);
     assert_eq!(h(&parts, "content-range"), "bytes 1000-1009/5000000");
     assert_eq!(
         body.to_vec(),
         (1000..1010u32).map(|i| (i % 251) as u8).collect::<Vec<_>>()
     );
-    let (parts, body) = fetch(addr, "GET", "/data.bin", &[("range", "bytes=-3")]).await;
+    let (parts, body) = fetch_raw(addr, "GET", "/data.bin", &[("range", "bytes=-3")]).await;
     assert_eq!(h(&parts, "content-range"), "bytes 4999997-4999999/5000000");
     assert_eq!(body.len(), 3);
 
-    let (parts, body) = fetch(addr, "GET", "/style.css", &[("range", "bytes=0-3, 10-13")]).await;
+    let (parts, body) = fetch_raw(addr, "GET", "/style.css", &[("range", "bytes=0-3, 10-13")]).await;
     assert_eq!(parts.status, 206);
     assert!(h(&parts, "content-type").starts_with("multipart/byteranges; boundary="));
     let text = String::from_utf8_lossy(&body);
@@ -167,11 +144,11 @@ async fn big_files_stream_and_ranges_are_served() {
     );
     assert!(text.contains("Content-Range: bytes 10-13/2100\r\n\r\nor: "), "{text}");
 
-    let (parts, _) = fetch(addr, "GET", "/style.css", &[("range", "bytes=5000-")]).await;
+    let (parts, _) = fetch_raw(addr, "GET", "/style.css", &[("range", "bytes=5000-")]).await;
     assert_eq!(parts.status, 416);
     assert_eq!(h(&parts, "content-range"), "bytes */2100");
     // A stale If-Range gets the whole file.
-    let (parts, body) = fetch(
+    let (parts, body) = fetch_raw(
         addr,
         "GET",
         "/style.css",
@@ -186,7 +163,7 @@ async fn precompressed_siblings_are_chosen_by_accept_encoding() {
     let (root, _base) = site();
     let p = proxy(&config(&root, "")).await;
     let addr = p.addr(0);
-    let (parts, body) = fetch(addr, "GET", "/app.js", &[("accept-encoding", "gzip, br")]).await;
+    let (parts, body) = fetch_raw(addr, "GET", "/app.js", &[("accept-encoding", "gzip, br")]).await;
     assert_eq!(h(&parts, "content-encoding"), "br");
     assert_eq!(h(&parts, "content-type"), "text/javascript; charset=utf-8");
     assert_eq!(h(&parts, "vary"), "Accept-Encoding");
@@ -197,7 +174,7 @@ async fn precompressed_siblings_are_chosen_by_accept_encoding() {
     assert_eq!(decoded, script());
     let br_etag = h(&parts, "etag").to_string();
 
-    let (parts, body) = fetch(addr, "GET", "/app.js", &[("accept-encoding", "gzip;q=1, br;q=0.5")]).await;
+    let (parts, body) = fetch_raw(addr, "GET", "/app.js", &[("accept-encoding", "gzip;q=1, br;q=0.5")]).await;
     assert_eq!(h(&parts, "content-encoding"), "gzip");
     assert_ne!(h(&parts, "etag"), br_etag, "each file has its own validator");
     let mut decoded = String::new();
@@ -207,12 +184,12 @@ async fn precompressed_siblings_are_chosen_by_accept_encoding() {
     assert_eq!(decoded, script());
 
     // zstd is accepted but there is no .zst file: the next accepted coding that exists.
-    let (parts, _) = fetch(addr, "GET", "/app.js", &[("accept-encoding", "zstd, gzip")]).await;
+    let (parts, _) = fetch_raw(addr, "GET", "/app.js", &[("accept-encoding", "zstd, gzip")]).await;
     assert_eq!(h(&parts, "content-encoding"), "gzip");
-    let (parts, body) = fetch(addr, "GET", "/app.js", &[]).await;
+    let (parts, body) = fetch_raw(addr, "GET", "/app.js", &[]).await;
     assert_eq!(h(&parts, "content-encoding"), "");
     assert_eq!(body, script().as_bytes());
-    let (parts, body) = fetch(
+    let (parts, body) = fetch_raw(
         addr,
         "GET",
         "/app.js",
@@ -284,7 +261,7 @@ async fn nothing_outside_the_root_is_served() {
 async fn compress_applies_to_files_without_siblings() {
     let (root, _base) = site();
     let p = proxy(&config(&root, "compress = true")).await;
-    let (parts, body) = fetch(p.addr(0), "GET", "/static/style.css", &[("accept-encoding", "gzip")]).await;
+    let (parts, body) = fetch_raw(p.addr(0), "GET", "/static/style.css", &[("accept-encoding", "gzip")]).await;
     assert_eq!(h(&parts, "content-encoding"), "gzip");
     assert!(h(&parts, "etag").starts_with("W/"));
     let mut decoded = String::new();
@@ -293,7 +270,7 @@ async fn compress_applies_to_files_without_siblings() {
         .unwrap();
     assert_eq!(decoded, "body { color: red; }\n".repeat(100));
     // A sibling is preferred to compressing again.
-    let (parts, _) = fetch(p.addr(0), "GET", "/static/app.js", &[("accept-encoding", "gzip")]).await;
+    let (parts, _) = fetch_raw(p.addr(0), "GET", "/static/app.js", &[("accept-encoding", "gzip")]).await;
     assert_eq!(h(&parts, "content-encoding"), "gzip");
     assert!(!h(&parts, "etag").starts_with("W/"), "the .gz file is served as it is");
 }

@@ -36,8 +36,6 @@ pub(super) struct Outcome {
     pub upstream_time: Option<Duration>,
     pub error: Option<String>,
     pub next: Next,
-    /// The general pipeline already wrote the access log entry.
-    pub logged: bool,
 }
 
 pub(crate) async fn run<T>(io: &mut T, c: &mut Conn, info: &ConnInfo, rt: &Runtime, snap: &Snapshot) -> Next
@@ -60,13 +58,7 @@ where
             && route.compress.is_none()
             && route.stages.iter().all(|s| s.works_on_raw_heads());
         if !fast {
-            if !super::general::applies(&view) {
-                return Next::Handoff;
-            }
-            return match Box::pin(super::general::serve(io, c, info, rt)).await {
-                Some(outcome) => outcome.next,
-                None => Next::Handoff,
-            };
+            return super::general::serve_or_handoff(io, c, info, rt).await;
         }
     }
     let id_name = listener.request_id_header.as_str().as_bytes();
@@ -79,24 +71,14 @@ where
             (Action::Proxy(_), Some(cache)) => {
                 match super::hit::serve(io, c, info, route, cache, id_name, request_id).await {
                     Some(outcome) => outcome,
-                    None if super::general::applies(&RawRequest {
-                        buf: &c.rbuf[..],
-                        head: &c.head,
-                    }) =>
-                    {
-                        match Box::pin(super::general::serve(io, c, info, rt)).await {
-                            Some(outcome) => return outcome.next,
-                            None => return Next::Handoff,
-                        }
-                    }
-                    None => return Next::Handoff,
+                    None => return super::general::serve_or_handoff(io, c, info, rt).await,
                 }
             }
             (Action::Proxy(up), None) => proxy(io, c, info, route, up, id_name, request_id).await,
             _ => return Next::Handoff,
         },
     };
-    if let (Some(log), Some(started), false) = (rt.access_log(), started, outcome.logged) {
+    if let (Some(log), Some(started)) = (rt.access_log(), started) {
         let (buf, head) = (&c.rbuf[..], &c.head);
         let view = RawRequest { buf, head };
         let ctx = RequestCtx {
@@ -195,7 +177,6 @@ async fn refuse<T: AsyncWrite + Unpin>(
         } else {
             Next::KeepAlive { consumed }
         },
-        logged: false,
     }
 }
 
@@ -318,7 +299,6 @@ where
                     } else {
                         Next::KeepAlive { consumed }
                     },
-                    logged: false,
                 };
             }
             Err(AttemptError::Stale) if replayable && idempotent && stale_retries < 3 => {
@@ -334,7 +314,6 @@ where
                     upstream_time: None,
                     error: Some("client body read failed".into()),
                     next: Next::Close,
-                    logged: false,
                 };
             }
             Err(failure) => {

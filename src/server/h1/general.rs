@@ -4,7 +4,6 @@
 //! connection. The connection stays on the fast path: one cache miss does not move it to hyper
 //! for good. Requests with a body, upgrades and anything unusual still hand the connection over.
 
-use super::exchange::Outcome;
 use super::head::RawRequest;
 use super::write::{self, line};
 use super::{Conn, Next};
@@ -23,13 +22,26 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 /// Body bytes gathered before a write; a body that pauses is written out at once.
 const WRITE_BATCH: usize = 64 * 1024;
 
-/// Can this request take the general pipeline without leaving the fast path?
-pub(super) fn applies(view: &RawRequest<'_>) -> bool {
-    matches!(view.method(), "GET" | "HEAD") && view.head.content_length.is_none_or(|n| n == 0)
+/// Runs a bodiless GET or HEAD through the general pipeline on this connection (the pipeline
+/// writes its access log entry); anything else is handed over to hyper.
+pub(super) async fn serve_or_handoff<T>(io: &mut T, c: &mut Conn, info: &ConnInfo, rt: &Runtime) -> Next
+where
+    T: AsyncWrite + Unpin,
+{
+    let view = RawRequest {
+        buf: &c.rbuf[..],
+        head: &c.head,
+    };
+    let applies = matches!(view.method(), "GET" | "HEAD") && c.head.content_length.is_none_or(|n| n == 0);
+    if !applies {
+        return Next::Handoff;
+    }
+    // Boxed, so the connection's own future (alive while it idles) stays small.
+    Box::pin(serve(io, c, info, rt)).await.unwrap_or(Next::Handoff)
 }
 
 /// `None`: the head did not convert (hyper will judge it after a hand-over).
-pub(super) async fn serve<T>(io: &mut T, c: &mut Conn, info: &ConnInfo, rt: &Runtime) -> Option<Outcome>
+async fn serve<T>(io: &mut T, c: &mut Conn, info: &ConnInfo, rt: &Runtime) -> Option<Next>
 where
     T: AsyncWrite + Unpin,
 {
@@ -52,8 +64,7 @@ where
     let consumed = head.len;
     let client_close = head.close;
     let (parts, ()) = req.into_parts();
-    // Boxed, so the connection's own future (alive while it idles) stays small.
-    let resp = Box::pin(pipeline::handle_parts(parts, Inbound::Empty, info, rt)).await;
+    let resp = pipeline::handle_parts(parts, Inbound::Empty, info, rt).await;
 
     let (rparts, mut body) = resp.into_parts();
     let status = rparts.status;
@@ -76,11 +87,7 @@ where
 
     let out = &mut c.wbuf;
     out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    write::status_line(out, status);
     for (name, value) in &rparts.headers {
         if name == header::CONNECTION || name == header::TRANSFER_ENCODING {
             continue;
@@ -163,19 +170,10 @@ where
     }
     drop(body);
     c.last_active = tokio::time::Instant::now();
-    Some(Outcome {
-        status: status.as_u16(),
-        bytes_out: sent,
-        complete,
-        upstream: None,
-        upstream_time: None,
-        error: None,
-        next: if close || !complete {
-            Next::Close
-        } else {
-            Next::KeepAlive { consumed }
-        },
-        logged: true,
+    Some(if close || !complete {
+        Next::Close
+    } else {
+        Next::KeepAlive { consumed }
     })
 }
 

@@ -68,11 +68,7 @@ where
 
     let out = &mut c.wbuf;
     out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(entry.status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(entry.status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    write::status_line(out, entry.status);
     for (name, value) in &entry.headers {
         let n = name.as_str().as_bytes();
         if name == header::CONTENT_LENGTH
@@ -124,6 +120,5 @@ where
         } else {
             Next::KeepAlive { consumed }
         },
-        logged: false,
     })
 }

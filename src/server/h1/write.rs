@@ -10,6 +10,15 @@ pub fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// `HTTP/1.1 <code> <reason>\r\n` with the standard reason phrase.
+pub fn status_line(out: &mut Vec<u8>, status: http::StatusCode) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 pub fn decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
@@ -43,11 +52,8 @@ pub fn error_response(out: &mut Vec<u8>, e: &ProxyError, request_id: Option<(&[u
         _ => format!("{} {}\n", status.as_u16(), status.canonical_reason().unwrap_or("")),
     };
     out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ");
+    status_line(out, status);
+    out.extend_from_slice(b"content-type: text/plain; charset=utf-8\r\ncontent-length: ");
     decimal(out, body.len() as u64);
     out.extend_from_slice(b"\r\n");
     if let Some((name, value)) = request_id {

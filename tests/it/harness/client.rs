@@ -82,6 +82,29 @@ pub async fn get_host(addr: SocketAddr, host: &str, path: &str) -> Answer {
     .await
 }
 
+/// One request on a fresh HTTP/1.1 connection; the body exactly as received (not decoded, not
+/// made into text), for checking encodings and binary files.
+pub async fn fetch_raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (http::response::Parts, Bytes) {
+    let mut b = Request::builder().method(method).uri(path).header("host", "test.local");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let stream = TcpStream::connect(addr).await.expect("connect to proxy");
+    let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await.expect("h1 handshake");
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(b.body(Full::<Bytes>::default()).unwrap())
+        .await
+        .expect("response");
+    let (parts, body) = resp.into_parts();
+    (parts, body.collect().await.expect("response body").to_bytes())
+}
+
 /// One request over HTTP/2 prior knowledge.
 pub async fn h2c(addr: SocketAddr, req: Request<Full<Bytes>>) -> Answer {
     let stream = TcpStream::connect(addr).await.expect("connect");
