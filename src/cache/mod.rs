@@ -14,6 +14,7 @@ pub mod store;
 
 use crate::compress::{Compression, Negotiated};
 use crate::pipeline::body::{OnBodyEnd, RequestBody, ResponseBody};
+use crate::pipeline::interim::Interim;
 use crate::pipeline::range;
 use crate::pipeline::respond::ProxyError;
 use crate::route::RequestView;
@@ -61,6 +62,8 @@ pub struct Origin {
     /// The route's compression, applied to what the origin sends before it is stored, so hits
     /// are not encoded again.
     pub compress: Option<(Arc<Compression>, Negotiated)>,
+    /// Where the backend's 1xx responses go (the waiting client's connection), if anywhere.
+    pub interim: Option<Interim>,
 }
 
 /// An origin response (encoded when the route compresses).
@@ -75,7 +78,10 @@ struct Fetched {
 }
 
 impl Origin {
-    async fn fetch(&self, req: Request<RequestBody>) -> Result<Fetched, ProxyError> {
+    async fn fetch(&self, mut req: Request<RequestBody>) -> Result<Fetched, ProxyError> {
+        if let Some(i) = &self.interim {
+            req.extensions_mut().insert(i.clone());
+        }
         let method = req.method().clone();
         let fwd = self.upstream.forward(req, self.key_hash, self.preferred).await?;
         let (mut parts, incoming) = fwd.response.into_parts();

@@ -19,7 +19,12 @@ pub(super) async fn revalidate(
     if entry.may_serve_stale && !client_forbids_stale && stale_for <= entry.stale_while_revalidate {
         // Serve stale now; one background request refreshes the entry.
         if let Flight::Leader(guard) = cache.store.join(key) {
-            let (cache, origin, key, entry) = (cache.clone(), origin.clone(), key.to_string(), entry.clone());
+            // Nobody waits for the refresh's interim responses.
+            let origin = Origin {
+                interim: None,
+                ..origin.clone()
+            };
+            let (cache, key, entry) = (cache.clone(), key.to_string(), entry.clone());
             let client = request_copy(client);
             tokio::spawn(async move { refresh(cache, origin, key, entry, conditional, client, guard).await });
         }

@@ -5,6 +5,7 @@
 
 pub mod body;
 pub mod ctx;
+pub mod interim;
 pub mod range;
 pub mod respond;
 pub mod stage;
@@ -251,6 +252,7 @@ async fn proxy(
             key_hash,
             preferred,
             compress,
+            interim: request.extensions().get::<interim::Interim>().cloned(),
         };
         let answer = cache::fetch(cache, origin, request, scheme, &ctx.host).await?;
         let (mut rparts, rbody) = answer.response.into_parts();

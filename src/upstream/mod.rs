@@ -13,6 +13,7 @@ pub use backend::{Backend, PassivePolicy};
 pub use connect::UpstreamTls;
 
 use crate::pipeline::body::{OnBodyEnd, RequestBody};
+use crate::pipeline::interim::Interim;
 use crate::pipeline::respond::ProxyError;
 use backend::InflightGuard;
 use balance::{Balancer, HashKey, PickInput};
@@ -93,6 +94,7 @@ struct Replay {
     uri: Uri,
     version: Version,
     headers: HeaderMap,
+    interim: Option<Interim>,
 }
 
 impl Replay {
@@ -102,6 +104,9 @@ impl Replay {
         *r.uri_mut() = self.uri.clone();
         *r.version_mut() = self.version;
         *r.headers_mut() = self.headers.clone();
+        if let Some(i) = &self.interim {
+            i.register(&mut r);
+        }
         r
     }
 }
@@ -141,16 +146,21 @@ impl Upstream {
     /// Sends `req` to a backend chosen by the balancer (or `preferred`, e.g. from a sticky cookie).
     pub async fn forward(
         &self,
-        req: Request<RequestBody>,
+        mut req: Request<RequestBody>,
         key_hash: Option<u64>,
         preferred: Option<usize>,
     ) -> Result<Forwarded, ProxyError> {
+        let interim = req.extensions_mut().remove::<Interim>();
+        if let Some(i) = &interim {
+            i.register(&mut req);
+        }
         let replay = (self.retries > 0 && is_idempotent(req.method()) && matches!(req.body(), RequestBody::Empty))
             .then(|| Replay {
                 method: req.method().clone(),
                 uri: req.uri().clone(),
                 version: req.version(),
                 headers: req.headers().clone(),
+                interim,
             });
         let mut req = Some(req);
         let mut tried: Vec<usize> = Vec::new();

@@ -13,6 +13,7 @@ mod files;
 mod forwarding;
 mod h2;
 mod health;
+mod interim;
 mod limits;
 mod reload;
 mod routing;

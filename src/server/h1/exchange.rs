@@ -8,6 +8,7 @@ use super::{Conn, Next};
 use crate::observe::access_log::LogOnEnd;
 use crate::pipeline::body::OnBodyEnd;
 use crate::pipeline::ctx::RequestCtx;
+use crate::pipeline::interim::forwardable;
 use crate::pipeline::respond::ProxyError;
 use crate::route::{self, Action, RequestView, Route};
 use crate::runtime::Runtime;
@@ -552,7 +553,7 @@ async fn attempt_exchange<T>(
     now: Instant,
 ) -> Result<TcpStream, AttemptError>
 where
-    T: AsyncRead + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut stream, reused) = match backend.pool.checkout_raw(up.pool.idle_timeout, now) {
         Some(s) if idempotent || still_open(&s) => (s, true),
@@ -627,7 +628,11 @@ where
             match c.resp.parse(&c.ubuf) {
                 Ok(ParsedResponse::Partial) => break,
                 Ok(ParsedResponse::Complete) if (100..200).contains(&c.resp.status) => {
-                    // Interim answers (100 Continue, 103 Early Hints) are not relayed.
+                    let status = http::StatusCode::from_u16(c.resp.status).unwrap_or(http::StatusCode::CONTINUE);
+                    if forwardable(status) && !c.head.http10 {
+                        let head = interim_head(&c.resp, &c.ubuf, status);
+                        io.write_all(&head).await.map_err(|_| AttemptError::Client)?;
+                    }
                     bytes::Buf::advance(&mut c.ubuf, c.resp.len);
                     if c.ubuf.is_empty() {
                         break;
@@ -643,6 +648,19 @@ where
             }
         }
     }
+}
+
+/// A backend's 1xx head as the client gets it (its hop-by-hop fields dropped).
+fn interim_head(resp: &super::head::ResponseHead, buf: &[u8], status: http::StatusCode) -> Vec<u8> {
+    let mut out = Vec::with_capacity(resp.len);
+    write::status_line(&mut out, status);
+    for (n, v) in &resp.headers {
+        if !is_hop_by_hop(&buf[n.clone()], &buf[v.clone()]) {
+            line(&mut out, &buf[n.clone()], &buf[v.clone()]);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 /// Reads into `buf` unless `deadline` passes first (None). Uses the connection's one timer, so a

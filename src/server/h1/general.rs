@@ -7,6 +7,7 @@
 use super::head::RawRequest;
 use super::write::{self, line};
 use super::{Conn, Next};
+use crate::pipeline::interim::{Interim, InterimHead};
 use crate::pipeline::{self, Inbound};
 use crate::route::RequestView;
 use crate::runtime::Runtime;
@@ -63,8 +64,33 @@ where
     }
     let consumed = head.len;
     let client_close = head.close;
-    let (parts, ()) = req.into_parts();
-    let resp = pipeline::handle_parts(parts, Inbound::Empty, info, rt).await;
+    let (mut parts, ()) = req.into_parts();
+    let resp = if c.head.http10 {
+        pipeline::handle_parts(parts, Inbound::Empty, info, rt).await
+    } else {
+        let (interim, mut heads) = Interim::channel();
+        parts.extensions.insert(interim);
+        let mut pipeline = std::pin::pin!(pipeline::handle_parts(parts, Inbound::Empty, info, rt));
+        let resp = loop {
+            tokio::select! {
+                resp = &mut pipeline => break resp,
+                Some(head) = heads.recv() => {
+                    write_interim(&mut c.wbuf, head);
+                    if io.write_all(&c.wbuf).await.is_err() {
+                        return Some(Next::Close);
+                    }
+                }
+            }
+        };
+        // Interim heads that arrived in the same read as the final one go out before it.
+        while let Ok(head) = heads.try_recv() {
+            write_interim(&mut c.wbuf, head);
+            if io.write_all(&c.wbuf).await.is_err() {
+                return Some(Next::Close);
+            }
+        }
+        resp
+    };
 
     let (rparts, mut body) = resp.into_parts();
     let status = rparts.status;
@@ -175,6 +201,17 @@ where
     } else {
         Next::KeepAlive { consumed }
     })
+}
+
+/// A backend's 1xx response as the client gets it: its own hop-by-hop fields removed.
+fn write_interim(out: &mut Vec<u8>, mut head: InterimHead) {
+    crate::upstream::headers::strip_hop_by_hop(&mut head.headers, false);
+    out.clear();
+    write::status_line(out, head.status);
+    for (name, value) in &head.headers {
+        line(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Appends one body piece (chunk-framed when `chunked`), writing out when the batch is full.
