@@ -5,13 +5,92 @@
 
 use super::*;
 
-/// Response headers worth storing: without hop-by-hop fields and the proxy's own.
+/// Response headers worth storing: without hop-by-hop fields, the proxy's own, and the fields
+/// a qualified `no-cache="..."` or `private="..."` keeps out of a shared cache.
 pub(super) fn stored_headers(h: &HeaderMap) -> HeaderMap {
     let mut out = h.clone();
     crate::upstream::headers::strip_hop_by_hop(&mut out, false);
     out.remove(header::AGE);
     out.remove(status::NAME);
+    for field in qualified_fields(h) {
+        out.remove(field.as_str());
+    }
     out
+}
+
+/// Cache-Control directives of `h` as (lower-case name, argument without quotes); commas inside
+/// a quoted argument do not split.
+pub(super) fn cache_control_items(h: &HeaderMap) -> Vec<(String, Option<String>)> {
+    let mut items = Vec::new();
+    for value in h.get_all(header::CACHE_CONTROL).iter().filter_map(|v| v.to_str().ok()) {
+        let mut rest = value;
+        while !rest.trim().is_empty() {
+            let end = rest.find([',', '=']).unwrap_or(rest.len());
+            let name = rest[..end].trim().to_ascii_lowercase();
+            rest = &rest[end..];
+            let mut arg = None;
+            if let Some(after) = rest.strip_prefix('=') {
+                let after = after.trim_start();
+                if let Some(quoted) = after.strip_prefix('"') {
+                    let close = quoted.find('"').unwrap_or(quoted.len());
+                    arg = Some(quoted[..close].to_string());
+                    rest = quoted.get(close + 1..).unwrap_or("");
+                    rest = rest.find(',').map_or("", |i| &rest[i..]);
+                } else {
+                    let end = after.find(',').unwrap_or(after.len());
+                    arg = Some(after[..end].trim().to_string());
+                    rest = &after[end..];
+                }
+            }
+            rest = rest.strip_prefix(',').unwrap_or(rest);
+            if !name.is_empty() {
+                items.push((name, arg));
+            }
+        }
+    }
+    items
+}
+
+/// Field names listed by qualified `no-cache` and `private` directives (RFC 9111 §5.2.2.4,
+/// §5.2.2.7): a shared cache may store and reuse the response, but without these fields.
+fn qualified_fields(h: &HeaderMap) -> Vec<HeaderName> {
+    cache_control_items(h)
+        .into_iter()
+        .filter(|(name, _)| name == "no-cache" || name == "private")
+        .filter_map(|(_, arg)| arg)
+        .flat_map(|arg| {
+            arg.split(',')
+                .filter_map(|f| HeaderName::from_bytes(f.trim().as_bytes()).ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Cache-Control without its qualified `no-cache`/`private` directives: what they limit is
+/// removed from the stored copy instead (see `stored_headers`).
+fn drop_qualified_directives(h: &mut HeaderMap) {
+    let items = cache_control_items(h);
+    let qualified = |(name, arg): &(String, Option<String>)| {
+        (name == "no-cache" || name == "private") && arg.as_deref().is_some_and(|a| !a.trim().is_empty())
+    };
+    if !items.iter().any(qualified) {
+        return;
+    }
+    let kept: Vec<String> = items
+        .iter()
+        .filter(|i| !qualified(i))
+        .map(|(name, arg)| match arg {
+            Some(a) if a.contains([',', ' ']) => format!("{name}=\"{a}\""),
+            Some(a) => format!("{name}={a}"),
+            None => name.clone(),
+        })
+        .collect();
+    h.remove(header::CACHE_CONTROL);
+    if let Ok(v) = HeaderValue::from_str(&kept.join(", ")) {
+        if !kept.is_empty() {
+            h.insert(header::CACHE_CONTROL, v);
+        }
+    }
 }
 
 /// Client conditionals answered from the stored response (RFC 9110 §13.2.2 order).
@@ -173,6 +252,7 @@ pub(super) fn policy_headers(headers: &HeaderMap, store_set_cookie: bool) -> Hea
         }
     }
     lower_directives(h);
+    drop_qualified_directives(h);
     if let Some(age) = h.get(header::AGE) {
         // A list (several caches on the way): the first counts. Anything but a whole number
         // is invalid and ignored (RFC 9111 §5.1).

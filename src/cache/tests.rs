@@ -220,3 +220,29 @@ fn location_keys_stay_on_the_same_host() {
     assert_eq!(same_host_key("http", "a.test", "//b.test/p"), None);
     assert_eq!(same_host_key("http", "a.test", "https://a.test/p"), None);
 }
+
+#[test]
+fn qualified_no_cache_and_private_store_the_rest_of_the_response() {
+    // Unqualified: not reusable without revalidation / not stored by a shared cache.
+    assert_eq!(ttl(200, &[("cache-control", "max-age=60, no-cache")]), 0);
+    assert_eq!(ttl(200, &[("cache-control", "max-age=60, private")]), 0);
+    // Qualified: stored and reused, the listed fields left out of the stored copy.
+    assert_eq!(ttl(200, &[("cache-control", "max-age=60, no-cache=\"a, B\"")]), 60);
+    assert_eq!(ttl(200, &[("cache-control", "private=x, max-age=60")]), 60);
+    let stored = stored_headers(&map(&[
+        ("cache-control", "max-age=60, no-cache=\"a, B\", private=\"c\""),
+        ("a", "1"),
+        ("b", "2"),
+        ("c", "3"),
+        ("d", "4"),
+    ]));
+    assert!(!stored.contains_key("a") && !stored.contains_key("b") && !stored.contains_key("c"));
+    assert_eq!(stored["d"], "4");
+    // A quoted comma does not end the directive; other directives keep their arguments.
+    let items = cache_control_items(&map(&[("cache-control", "no-cache=\"x,y\",max-age=5 , public")]));
+    let names: Vec<(&str, Option<&str>)> = items.iter().map(|(n, a)| (n.as_str(), a.as_deref())).collect();
+    assert_eq!(
+        names,
+        [("no-cache", Some("x,y")), ("max-age", Some("5")), ("public", None)]
+    );
+}

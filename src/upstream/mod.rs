@@ -125,19 +125,21 @@ impl Upstream {
             .filter(|&i| self.backends[i].is_available())
     }
 
-    async fn conn(&self, backend: &Backend) -> Result<Conn, ProxyError> {
-        if self.http2 {
-            if let Some(s) = backend.pool.shared_h2() {
-                return Ok(Conn::H2(s));
-            }
-        } else if let Some(s) = backend.pool.checkout_h1(self.pool.idle_timeout) {
-            return Ok(Conn::H1(s));
+    /// A connection to `backend`, and whether it was reused from the pool (never when `fresh`).
+    async fn conn(&self, backend: &Backend, fresh: bool) -> Result<(Conn, bool), ProxyError> {
+        let pooled = match (fresh, self.http2) {
+            (true, _) => None,
+            (false, true) => backend.pool.shared_h2().map(Conn::H2),
+            (false, false) => backend.pool.checkout_h1(self.pool.idle_timeout).map(Conn::H1),
+        };
+        if let Some(c) = pooled {
+            return Ok((c, true));
         }
         match connect::connect(&backend.addr, self.connect_timeout, self.tls.as_ref(), self.http2).await {
-            Ok(Connected::H1(s)) => Ok(Conn::H1(s)),
+            Ok(Connected::H1(s)) => Ok((Conn::H1(s), false)),
             Ok(Connected::H2(s)) => {
                 backend.pool.set_shared_h2(s.clone());
-                Ok(Conn::H2(s))
+                Ok((Conn::H2(s), false))
             }
             Err(e) => Err(ProxyError::Connect(e.to_string())),
         }
@@ -154,14 +156,15 @@ impl Upstream {
         if let Some(i) = &interim {
             i.register(&mut req);
         }
-        let replay = (self.retries > 0 && is_idempotent(req.method()) && matches!(req.body(), RequestBody::Empty))
-            .then(|| Replay {
-                method: req.method().clone(),
-                uri: req.uri().clone(),
-                version: req.version(),
-                headers: req.headers().clone(),
-                interim,
-            });
+        // Kept even with `retries = 0`: a pooled connection the backend closed as the request went
+        // out is not the backend failing, and the request is sent again on a fresh one.
+        let replay = (is_idempotent(req.method()) && matches!(req.body(), RequestBody::Empty)).then(|| Replay {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: req.headers().clone(),
+            interim,
+        });
         let mut req = Some(req);
         let mut tried: Vec<usize> = Vec::new();
         let mut last_error: Option<ProxyError> = None;
@@ -186,7 +189,8 @@ impl Upstream {
                 return Err(last_error.unwrap_or_else(|| ProxyError::NoHealthyBackend(self.name.clone())));
             };
             let attempt = tried.len() as u32;
-            let conn = match self.conn(backend).await {
+            // After a dead pooled connection, the other idle ones are likely as old: open one.
+            let (conn, reused) = match self.conn(backend, stale_retries > 0).await {
                 Ok(c) => c,
                 Err(e) => {
                     self.report_failure(backend, &e);
@@ -232,6 +236,14 @@ impl Upstream {
                             addr: backend.addr.to_string(),
                             reason: "connection closed repeatedly".into(),
                         });
+                    }
+                    continue;
+                }
+                Ok(Err(SendError::Failed(e))) if reused && e.is_incomplete_message() && replay.is_some() => {
+                    // The backend closed an idle pooled connection as the request went out.
+                    stale_retries += 1;
+                    if stale_retries > 3 {
+                        return Err(classify_send_error(&backend.addr, e));
                     }
                     continue;
                 }

@@ -407,3 +407,59 @@ async fn connect_timeout_gives_502_naming_the_timeout() {
     assert!(v["error"].as_str().unwrap().contains("timed out"), "{v}");
     drop(fillers);
 }
+
+/// An origin that answers the first request on each connection (keep-alive, as far as the proxy
+/// can tell) and closes the connection when the second request arrives, without answering it.
+async fn one_answer_per_connection() -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let heads = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut answered = false;
+                let mut chunk = [0u8; 4096];
+                loop {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        seen.fetch_add(1, Ordering::SeqCst);
+                        if answered {
+                            return; // closes with the request unanswered
+                        }
+                        answered = true;
+                        if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, heads)
+}
+
+#[tokio::test]
+async fn general_path_sends_a_get_again_when_a_pooled_connection_dies_under_it() {
+    // HTTP/2 clients go through the general path (hyper's client); `retries = 0` must not turn a
+    // pooled connection the backend dropped into a 502.
+    let (addr, heads) = one_answer_per_connection().await;
+    let p = proxy(&one_upstream(&format!("[\"{addr}\"]"), "retries = 0")).await;
+    for i in 0..3 {
+        let a = h2c(p.addr(0), Request::get("/").body(Full::default()).unwrap()).await;
+        assert_eq!((a.status.as_u16(), a.body.as_str()), (200, "ok"), "request {i}");
+    }
+    // Requests 2 and 3 each reached a dead pooled connection first, then a fresh one.
+    assert_eq!(heads.load(std::sync::atomic::Ordering::SeqCst), 5);
+}
