@@ -136,7 +136,7 @@ impl Proxy {
 pub async fn run(path: PathBuf, source: Source) -> Result<(), StartError> {
     let proxy = Proxy::start(&source).await?;
     announce_ready(&proxy);
-    serve_until_signal(&proxy, Some(path)).await
+    serve_until_signal(&proxy, Some((path, source.text))).await
 }
 
 pub fn announce_ready(proxy: &Proxy) {
@@ -147,14 +147,16 @@ pub fn announce_ready(proxy: &Proxy) {
     eprintln!("frontdesk ready listeners={}{admin}", addrs.join(","));
 }
 
-pub async fn serve_until_signal(proxy: &Proxy, path: Option<PathBuf>) -> Result<(), StartError> {
+/// `file`: the config file and the text the running configuration was loaded from (the baseline
+/// for noticing changes: re-reading it here would miss an edit made right after start).
+pub async fn serve_until_signal(proxy: &Proxy, file: Option<(PathBuf, String)>) -> Result<(), StartError> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut last_text = match &path {
-        Some(p) => std::fs::read_to_string(p).ok(),
-        None => None,
+    let (path, mut last_text) = match file {
+        Some((p, text)) => (Some(p), Some(text)),
+        None => (None, None),
     };
     let mut poll = tokio::time::interval(Duration::from_secs(1));
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -168,7 +170,8 @@ pub async fn serve_until_signal(proxy: &Proxy, path: Option<PathBuf>) -> Result<
             }
             _ = poll.tick(), if path.is_some() && proxy.snapshot().watch => {
                 if let Some(p) = &path {
-                    let now = std::fs::read_to_string(p).ok();
+                    // An empty read is a file caught between truncation and write: wait for the rest.
+                    let now = std::fs::read_to_string(p).ok().filter(|t| !t.is_empty());
                     if now.is_some() && now != last_text {
                         last_text = now;
                         reload_from(proxy, p, "file change");

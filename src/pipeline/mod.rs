@@ -141,7 +141,7 @@ async fn process(
                 return Ok(r);
             }
             let path = route.rewrite.apply(parts.uri.path());
-            let (mut rparts, mut body) = files.serve(parts, &path).await?.into_parts();
+            let (mut rparts, mut body) = Box::pin(files.serve(parts, &path)).await?.into_parts();
             if let Some(c) = &route.compress {
                 body = c.apply(c.choose(parts), &parts.method, &mut rparts, body);
             }
@@ -254,7 +254,8 @@ async fn proxy(
             compress,
             interim: request.extensions().get::<interim::Interim>().cloned(),
         };
-        let answer = cache::fetch(cache, origin, request, scheme, &ctx.host).await?;
+        // Boxed: the cache's future is large, and would otherwise make every request's larger.
+        let answer = Box::pin(cache::fetch(cache, origin, request, scheme, &ctx.host)).await?;
         let (mut rparts, rbody) = answer.response.into_parts();
         fwd_headers::strip_hop_by_hop(&mut rparts.headers, false);
         rparts.version = client_version;

@@ -135,7 +135,15 @@ impl Upstream {
         if let Some(c) = pooled {
             return Ok((c, true));
         }
-        match connect::connect(&backend.addr, self.connect_timeout, self.tls.as_ref(), self.http2).await {
+        // Boxed: connecting (TLS, handshakes) is rare next to reuse, and its future is large.
+        match Box::pin(connect::connect(
+            &backend.addr,
+            self.connect_timeout,
+            self.tls.as_ref(),
+            self.http2,
+        ))
+        .await
+        {
             Ok(Connected::H1(s)) => Ok((Conn::H1(s), false)),
             Ok(Connected::H2(s)) => {
                 backend.pool.set_shared_h2(s.clone());
