@@ -27,7 +27,9 @@ fn router() -> Router {
         }),
         rewrite: Default::default(),
         stages: Vec::new(),
+        #[cfg(feature = "acceleration")]
         cache: None,
+        #[cfg(feature = "acceleration")]
         compress: None,
     };
     let mut routes: Vec<Route> = (0..9)

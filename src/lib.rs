@@ -5,10 +5,13 @@
 //! Configuration flows `config` (parse → compile) → `snapshot`, swapped into the `runtime`.
 
 pub mod admin;
+#[cfg(feature = "acceleration")]
 pub mod cache;
+#[cfg(feature = "acceleration")]
 pub mod compress;
 pub mod config;
 pub mod demo;
+#[cfg(feature = "acceleration")]
 pub mod files;
 pub mod observe;
 pub mod pipeline;

@@ -1,7 +1,9 @@
 //! Long-lived state that survives reloads: the current snapshot, backends (with their health,
 //! counters and connection pools), health-check tasks and the access log writer.
 
+#[cfg(feature = "acceleration")]
 use crate::cache::disk::{DiskError, DiskTier};
+#[cfg(feature = "acceleration")]
 use crate::cache::store::Store;
 use crate::observe::access_log::AccessLog;
 use crate::snapshot::Snapshot;
@@ -24,6 +26,7 @@ pub struct Runtime {
     access_log: OnceLock<AccessLog>,
     maintenance: Mutex<Option<JoinHandle<()>>>,
     /// Cache stores by zone name: a reload keeps what is cached (unless the size changed).
+    #[cfg(feature = "acceleration")]
     caches: Mutex<HashMap<String, Arc<Store>>>,
 }
 
@@ -36,6 +39,7 @@ impl Runtime {
             health_tasks: Mutex::new(Vec::new()),
             access_log: OnceLock::new(),
             maintenance: Mutex::new(None),
+            #[cfg(feature = "acceleration")]
             caches: Mutex::new(HashMap::new()),
         });
         let weak = Arc::downgrade(&rt);
@@ -103,6 +107,7 @@ impl Runtime {
             .clone()
     }
 
+    #[cfg(feature = "acceleration")]
     /// The store of cache zone `name` with `capacity` bytes of memory, kept across reloads.
     /// With `disk`, the disk tier (directory, size) is opened or kept; a change of either
     /// tier's settings starts that zone afresh (what is on disk is indexed again).
@@ -149,6 +154,7 @@ impl Runtime {
                 .any(|u| &*u.name == up && u.backends.iter().any(|b| &*b.addr == addr))
         });
         drop(map);
+        #[cfg(feature = "acceleration")]
         self.caches
             .lock()
             .unwrap_or_else(|p| p.into_inner())

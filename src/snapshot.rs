@@ -22,6 +22,7 @@ pub struct Snapshot {
     pub listeners: Vec<Arc<ListenerSpec>>,
     pub router: Router,
     pub upstreams: Vec<Arc<Upstream>>,
+    #[cfg(feature = "acceleration")]
     pub caches: Vec<Arc<crate::cache::Cache>>,
     pub admin: Option<SocketAddr>,
     /// Bearer token for the admin API's write operations.
@@ -41,6 +42,7 @@ impl Snapshot {
             listeners: Vec::new(),
             router: Router::default(),
             upstreams: Vec::new(),
+            #[cfg(feature = "acceleration")]
             caches: Vec::new(),
             admin: None,
             admin_token: None,

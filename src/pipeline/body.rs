@@ -117,20 +117,34 @@ pub trait OnBodyEnd: Send {
     fn finish(&mut self, complete: bool, bytes: u64);
 }
 
-pin_project! {
-    /// A response body on its way to the client.
-    #[project = ResponseBodyProj]
-    pub enum ResponseBody {
-        Empty,
-        Full { data: Option<Bytes> },
-        Upstream { #[pin] inner: Incoming },
-        /// `remaining` bytes of a file, from its current position.
-        File { file: Box<tokio::fs::File>, remaining: u64 },
-        /// A body encoded (gzip, br, zstd) as it streams.
-        Encoded { inner: Box<ResponseBody>, encoder: Box<crate::compress::encoder::Encoder> },
-        /// An upstream body copied into the cache as it streams to the client.
-        Filling { inner: Box<ResponseBody>, fill: Option<Box<crate::cache::fill::Fill>> },
-    }
+/// A response body on its way to the client. Every variant is `Unpin` (hyper's `Incoming` is),
+/// so it needs no pin projection.
+pub enum ResponseBody {
+    Empty,
+    Full {
+        data: Option<Bytes>,
+    },
+    Upstream {
+        inner: Incoming,
+    },
+    /// `remaining` bytes of a file, from its current position.
+    #[cfg(feature = "acceleration")]
+    File {
+        file: Box<tokio::fs::File>,
+        remaining: u64,
+    },
+    /// A body encoded (gzip, br, zstd) as it streams.
+    #[cfg(feature = "acceleration")]
+    Encoded {
+        inner: Box<ResponseBody>,
+        encoder: Box<crate::compress::encoder::Encoder>,
+    },
+    /// An upstream body copied into the cache as it streams to the client.
+    #[cfg(feature = "acceleration")]
+    Filling {
+        inner: Box<ResponseBody>,
+        fill: Option<Box<crate::cache::fill::Fill>>,
+    },
 }
 
 impl Body for ResponseBody {
@@ -138,40 +152,16 @@ impl Body for ResponseBody {
     type Error = BoxError;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.project() {
-            ResponseBodyProj::Empty => Poll::Ready(None),
-            ResponseBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            ResponseBodyProj::Upstream { inner } => inner.poll_frame(cx).map_err(|e| Box::new(e) as BoxError),
-            ResponseBodyProj::File { file, remaining } => poll_file(file, remaining, cx),
-            ResponseBodyProj::Encoded { inner, encoder } => poll_encoded(Pin::new(inner), encoder, cx),
-            ResponseBodyProj::Filling { inner, fill } => {
-                let mut inner = Pin::new(&mut **inner);
-                let polled = ready!(inner.as_mut().poll_frame(cx));
-                match &polled {
-                    Some(Ok(frame)) => {
-                        if let (Some(data), Some(f)) = (frame.data_ref(), fill.as_mut()) {
-                            if !f.data(data) {
-                                *fill = None;
-                            }
-                        }
-                        // hyper stops polling a body of known length after its last byte, so a
-                        // body that is complete now must be stored now.
-                        if inner.is_end_stream() {
-                            if let Some(f) = fill.take() {
-                                f.finish();
-                            }
-                        }
-                    }
-                    // A failed body is never stored.
-                    Some(Err(_)) => *fill = None,
-                    None => {
-                        if let Some(f) = fill.take() {
-                            f.finish();
-                        }
-                    }
-                }
-                Poll::Ready(polled)
-            }
+        match self.get_mut() {
+            ResponseBody::Empty => Poll::Ready(None),
+            ResponseBody::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ResponseBody::Upstream { inner } => Pin::new(inner).poll_frame(cx).map_err(|e| Box::new(e) as BoxError),
+            #[cfg(feature = "acceleration")]
+            ResponseBody::File { file, remaining } => poll_file(file, remaining, cx),
+            #[cfg(feature = "acceleration")]
+            ResponseBody::Encoded { inner, encoder } => poll_encoded(Pin::new(inner), encoder, cx),
+            #[cfg(feature = "acceleration")]
+            ResponseBody::Filling { inner, fill } => poll_filling(inner, fill, cx),
         }
     }
 
@@ -180,9 +170,12 @@ impl Body for ResponseBody {
             ResponseBody::Empty => true,
             ResponseBody::Full { data } => data.is_none(),
             ResponseBody::Upstream { inner } => inner.is_end_stream(),
+            #[cfg(feature = "acceleration")]
             ResponseBody::Encoded { encoder, .. } => encoder.is_done(),
+            #[cfg(feature = "acceleration")]
             ResponseBody::File { remaining, .. } => *remaining == 0,
             // Polled to the end so the fill sees it finish.
+            #[cfg(feature = "acceleration")]
             ResponseBody::Filling { inner, fill } => fill.is_none() && inner.is_end_stream(),
         }
     }
@@ -192,14 +185,53 @@ impl Body for ResponseBody {
             ResponseBody::Empty => SizeHint::with_exact(0),
             ResponseBody::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             ResponseBody::Upstream { inner } => inner.size_hint(),
+            #[cfg(feature = "acceleration")]
             ResponseBody::Filling { inner, .. } => inner.size_hint(),
+            #[cfg(feature = "acceleration")]
             ResponseBody::Encoded { .. } => SizeHint::default(),
+            #[cfg(feature = "acceleration")]
             ResponseBody::File { remaining, .. } => SizeHint::with_exact(*remaining),
         }
     }
 }
 
+/// Passes the inner body on and copies it into the cache entry being filled.
+#[cfg(feature = "acceleration")]
+fn poll_filling(
+    inner: &mut Box<ResponseBody>,
+    fill: &mut Option<Box<crate::cache::fill::Fill>>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    let mut inner = Pin::new(&mut **inner);
+    let polled = ready!(inner.as_mut().poll_frame(cx));
+    match &polled {
+        Some(Ok(frame)) => {
+            if let (Some(data), Some(f)) = (frame.data_ref(), fill.as_mut()) {
+                if !f.data(data) {
+                    *fill = None;
+                }
+            }
+            // hyper stops polling a body of known length after its last byte, so a
+            // body that is complete now must be stored now.
+            if inner.is_end_stream() {
+                if let Some(f) = fill.take() {
+                    f.finish();
+                }
+            }
+        }
+        // A failed body is never stored.
+        Some(Err(_)) => *fill = None,
+        None => {
+            if let Some(f) = fill.take() {
+                f.finish();
+            }
+        }
+    }
+    Poll::Ready(polled)
+}
+
 /// Reads the next piece of a file body.
+#[cfg(feature = "acceleration")]
 fn poll_file(
     file: &mut tokio::fs::File,
     remaining: &mut u64,
@@ -224,6 +256,7 @@ fn poll_file(
     Poll::Ready(Some(Ok(Frame::data(Bytes::from(buf)))))
 }
 
+#[cfg(feature = "acceleration")]
 /// Feeds the inner body through the encoder. When the inner body has nothing more for now, what
 /// was encoded so far is flushed out, so a slow origin's bytes still reach the client promptly.
 fn poll_encoded(

@@ -6,10 +6,12 @@
 pub mod body;
 pub mod ctx;
 pub mod interim;
+#[cfg(feature = "acceleration")]
 pub mod range;
 pub mod respond;
 pub mod stage;
 
+#[cfg(feature = "acceleration")]
 use crate::cache;
 use crate::observe::access_log::LogOnEnd;
 use crate::route::{self, Action, Route};
@@ -136,6 +138,7 @@ async fn process(
             r
         }
         Action::Proxy(up) => proxy(up, route, conn, parts, body, ctx).await?,
+        #[cfg(feature = "acceleration")]
         Action::Files(files) => {
             if let Flow::Respond(r) = run_request_stages(route, parts, ctx) {
                 return Ok(r);
@@ -232,7 +235,9 @@ async fn proxy(
     if let Flow::Respond(r) = run_request_stages(route, parts, ctx) {
         return Ok(r);
     }
+    #[cfg(feature = "acceleration")]
     let compress = route.compress.as_ref().map(|c| (c.clone(), c.prepare_request(parts)));
+    #[cfg(feature = "acceleration")]
     let method = parts.method.clone();
 
     let key_hash = up.hash_key.as_ref().and_then(|k| k.hash(parts, peer_ip));
@@ -245,6 +250,7 @@ async fn proxy(
 
     let client_version = ctx_version(ctx);
     let request = Request::from_parts(std::mem::replace(parts, Request::new(()).into_parts().0), body);
+    #[cfg(feature = "acceleration")]
     if let Some(cache) = &route.cache {
         let scheme = if conn.listener.tls.is_some() { "https" } else { "http" };
         let origin = cache::Origin {
@@ -298,7 +304,9 @@ async fn proxy(
     if let Some(cookie) = sticky_cookie(up, sticky_in.as_deref(), &fwd.backend) {
         rparts.headers.append(header::SET_COOKIE, cookie);
     }
+    #[allow(unused_mut)] // compression may replace it
     let mut rbody = ResponseBody::Upstream { inner: rbody };
+    #[cfg(feature = "acceleration")]
     if let Some((compression, negotiated)) = &compress {
         rbody = compression.apply(*negotiated, &method, &mut rparts, rbody);
     }

@@ -12,6 +12,7 @@ pub enum Action {
     Proxy(Arc<Upstream>),
     Redirect(Redirect),
     Respond(FixedResponse),
+    #[cfg(feature = "acceleration")]
     Files(Arc<crate::files::FileServer>),
 }
 

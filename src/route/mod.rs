@@ -22,9 +22,21 @@ pub struct Route {
     /// Run in order around the action (see `pipeline::stage`).
     pub stages: Vec<Stage>,
     /// Cache zone in front of the upstream (proxy routes only).
+    #[cfg(feature = "acceleration")]
     pub cache: Option<Arc<crate::cache::Cache>>,
     /// Response compression (proxy routes only).
+    #[cfg(feature = "acceleration")]
     pub compress: Option<Arc<crate::compress::Compression>>,
+}
+
+impl Route {
+    /// Compression is configured (never in a build without the `acceleration` feature).
+    pub fn compresses(&self) -> bool {
+        #[cfg(feature = "acceleration")]
+        return self.compress.is_some();
+        #[cfg(not(feature = "acceleration"))]
+        false
+    }
 }
 
 #[derive(Default)]

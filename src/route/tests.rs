@@ -84,7 +84,9 @@ fn first_match_wins() {
         }),
         rewrite: Default::default(),
         stages: Vec::new(),
+        #[cfg(feature = "acceleration")]
         cache: None,
+        #[cfg(feature = "acceleration")]
         compress: None,
     };
     let router = Router {

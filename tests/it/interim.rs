@@ -49,6 +49,7 @@ async fn early_hints_are_relayed_before_the_final_response() {
     assert!(!old.contains(" 103 "), "{old}");
 }
 
+#[cfg(feature = "acceleration")]
 #[tokio::test]
 async fn early_hints_pass_through_a_cache_miss_and_are_not_stored() {
     let origin = RawOrigin::start(HINTED, false).await;

@@ -2,13 +2,20 @@
 
 mod harness;
 
+// Modules marked `acceleration` test the cache, compression and static files, which a build
+// without that (default) feature does not have.
+
 mod balance;
+#[cfg(feature = "acceleration")]
 mod cache;
+#[cfg(feature = "acceleration")]
 mod cache_disk;
 mod cli;
+#[cfg(feature = "acceleration")]
 mod compress;
 mod docs;
 mod fastpath;
+#[cfg(feature = "acceleration")]
 mod files;
 mod forwarding;
 mod h2;

@@ -2,12 +2,20 @@
 //! is collected; nothing is half-applied. Serde types end here: the snapshot holds compiled
 //! routers, regexes, TLS configs and references to long-lived backends.
 
+#[cfg(feature = "acceleration")]
+mod accel;
+#[cfg(not(feature = "acceleration"))]
+#[path = "accel_off.rs"]
+mod accel;
+#[cfg(feature = "acceleration")]
+mod cache;
+#[cfg(not(feature = "acceleration"))]
+#[path = "cache_off.rs"]
+mod cache;
 mod route;
 
 use super::file::*;
 use super::{Diagnostics, Reporter, Source};
-use crate::cache::key::{KeyRule, QueryRule};
-use crate::cache::Cache;
 use crate::route::{Route, Router};
 use crate::runtime::Runtime;
 use crate::server::limits::Limits;
@@ -37,23 +45,7 @@ pub fn compile(file: &FileConfig, source: &Source, rt: &Runtime, generation: u64
         .iter()
         .filter_map(|(name, sec)| c.upstream(&mut rep, rt, name, sec).map(|u| (name.clone(), Arc::new(u))))
         .collect();
-    let mut disk_dirs: BTreeMap<PathBuf, &str> = BTreeMap::new();
-    for (name, sec) in &file.caches {
-        if let Some(d) = &sec.get_ref().disk {
-            if let Some(other) = disk_dirs.insert(c.path(&d.get_ref().path), name) {
-                rep.error(
-                    Some(d.span()),
-                    format!("cache `{name}` uses the same disk directory as cache `{other}`"),
-                    Some("give each cache zone its own directory"),
-                );
-            }
-        }
-    }
-    let caches: BTreeMap<String, Arc<Cache>> = file
-        .caches
-        .iter()
-        .filter_map(|(name, sec)| c.cache(&mut rep, rt, name, sec).map(|z| (name.clone(), Arc::new(z))))
-        .collect();
+    let caches = c.caches(&mut rep, rt, file);
     let routes: Vec<Route> = file
         .routes
         .iter()
@@ -96,6 +88,7 @@ pub fn compile(file: &FileConfig, source: &Source, rt: &Runtime, generation: u64
         listeners,
         router: Router { routes },
         upstreams: upstreams.into_values().collect(),
+        #[cfg(feature = "acceleration")]
         caches: caches.into_values().collect(),
         admin,
         admin_token: file.admin.as_ref().and_then(|a| a.token.clone()),
@@ -107,8 +100,12 @@ pub fn compile(file: &FileConfig, source: &Source, rt: &Runtime, generation: u64
     })
 }
 
-/// Disk tier size when `disk` gives none.
-const DEFAULT_DISK_SIZE: u64 = 1 << 30;
+/// Why a cache, compression or files setting is refused by a build without them.
+#[cfg(not(feature = "acceleration"))]
+const NOT_BUILT_IN: &str =
+    "this frontdesk was built without the `acceleration` feature (cache, compression, static files)";
+#[cfg(not(feature = "acceleration"))]
+const NOT_BUILT_IN_HINT: &str = "rebuild with default features, or remove this setting";
 
 struct Compiler {
     /// Relative file paths in the config are relative to the config file's directory.
@@ -394,77 +391,6 @@ impl Compiler {
                     .map_or(Duration::from_secs(60), |d| d.0),
             },
             health,
-        })
-    }
-
-    fn cache(&self, rep: &mut Reporter, rt: &Runtime, name: &str, sec: &Spanned<CacheSection>) -> Option<Cache> {
-        let z = sec.get_ref();
-        let start = rep.found.len();
-        let disk = z.disk.as_ref().map(|d| {
-            let size = d.get_ref().size.map_or(DEFAULT_DISK_SIZE, |s| s.0);
-            (self.path(&d.get_ref().path), size, d.span())
-        });
-        let mut key = KeyRule::default();
-        if let Some(k) = &z.key {
-            if let Some(q) = &k.query {
-                key.query = match q.get_ref() {
-                    QueryKey::Mode(m) if m == "all" => QueryRule::All,
-                    QueryKey::Mode(m) if m == "sorted" => QueryRule::Sorted,
-                    QueryKey::Mode(m) if m == "none" => QueryRule::None,
-                    QueryKey::Params(p) => QueryRule::Keep(p.clone()),
-                    QueryKey::Mode(m) => {
-                        rep.error(
-                            Some(q.span()),
-                            format!("unknown query key mode `{m}`"),
-                            Some("use \"all\", \"sorted\", \"none\" or a list of parameter names"),
-                        );
-                        QueryRule::All
-                    }
-                };
-            }
-            for h in k.headers.iter().flatten() {
-                match HeaderName::from_bytes(h.get_ref().as_bytes()) {
-                    Ok(n) => key.headers.push(n),
-                    Err(_) => rep.error(Some(h.span()), format!("invalid header name `{}`", h.get_ref()), None),
-                }
-            }
-            key.cookies = k.cookies.clone().unwrap_or_default();
-        }
-        let tag_header = match &z.tag_header {
-            None => HeaderName::from_static("surrogate-key"),
-            Some(h) => match HeaderName::from_bytes(h.get_ref().as_bytes()) {
-                Ok(n) => n,
-                Err(_) => {
-                    rep.error(Some(h.span()), format!("invalid header name `{}`", h.get_ref()), None);
-                    HeaderName::from_static("surrogate-key")
-                }
-            },
-        };
-        if rep.found.len() > start {
-            return None;
-        }
-        let memory = z.memory.map_or(256 * 1024 * 1024, |b| b.0);
-        let store = match rt.cache_store(name, memory, disk.as_ref().map(|(p, s, _)| (p.as_path(), *s))) {
-            Ok(s) => s,
-            Err(e) => {
-                let span = disk.map(|(_, _, span)| span);
-                rep.error(
-                    span,
-                    e.to_string(),
-                    Some("the directory must be creatable and writable by frontdesk"),
-                );
-                return None;
-            }
-        };
-        Some(Cache {
-            name: Arc::from(name),
-            store,
-            key,
-            max_object: z.max_object.map_or(8 * 1024 * 1024, |b| b.0),
-            store_set_cookie: z.store_set_cookie.unwrap_or(false),
-            stale_if_down: z.stale_if_down.unwrap_or(true),
-            lock_timeout: z.lock_timeout.map_or(Duration::from_secs(5), |d| d.0),
-            tag_header,
         })
     }
 }

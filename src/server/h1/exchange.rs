@@ -55,8 +55,8 @@ where
     let route = snap.router.find(&view, &host);
     if let Some(route) = route {
         // Cached routes come here for their fresh hits only (see `hit`).
-        let fast = matches!(&route.action, Action::Proxy(up) if (!up.http2 && up.tls.is_none()) || route.cache.is_some())
-            && route.compress.is_none()
+        let fast = matches!(&route.action, Action::Proxy(up) if (!up.http2 && up.tls.is_none()) || super::hit::cache_of(route).is_some())
+            && !route.compresses()
             && route.stages.iter().all(|s| s.works_on_raw_heads());
         if !fast {
             return super::general::serve_or_handoff(io, c, info, rt).await;
@@ -68,7 +68,7 @@ where
     let consumed = head.len + head.content_length.unwrap_or(0) as usize;
     let outcome = match route {
         None => refuse(io, c, ProxyError::NoRoute, id_name, request_id, consumed).await,
-        Some(route) => match (&route.action, &route.cache) {
+        Some(route) => match (&route.action, super::hit::cache_of(route)) {
             (Action::Proxy(_), Some(cache)) => {
                 match super::hit::serve(io, c, info, route, cache, id_name, request_id).await {
                     Some(outcome) => outcome,

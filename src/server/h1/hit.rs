@@ -33,6 +33,11 @@ fn needs_general_path(name: &[u8]) -> bool {
     FIELDS.iter().any(|f| f.eq_ignore_ascii_case(name))
 }
 
+/// The cache zone in front of the route's upstream, if any.
+pub(super) fn cache_of(route: &Route) -> Option<&Cache> {
+    route.cache.as_deref()
+}
+
 /// Answers from the cache when it can; `None` means hand the request to the general path.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn serve<T>(

@@ -10,6 +10,10 @@
 mod exchange;
 mod general;
 mod head;
+#[cfg(feature = "acceleration")]
+mod hit;
+#[cfg(not(feature = "acceleration"))]
+#[path = "hit_off.rs"]
 mod hit;
 mod write;
 
