@@ -29,6 +29,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use respond::ProxyError;
 use stage::Flow;
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -199,7 +200,7 @@ async fn proxy(
     fwd_headers::strip_hop_by_hop(&mut parts.headers, wants_upgrade);
     let peer_ip = crate::config::value::canonical(conn.peer.ip());
     let facts = fwd_headers::ClientFacts {
-        ip: peer_ip,
+        ip: conn.client_ip(),
         trusted: conn.listener.trusted_proxies.iter().any(|c| c.contains(peer_ip)),
         proto: if conn.listener.tls.is_some() { "https" } else { "http" },
         host: original_host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""),
@@ -210,9 +211,13 @@ async fn proxy(
         .insert(conn.listener.request_id_header.clone(), ctx.request_id.clone());
 
     let path = route.rewrite.apply(parts.uri.path());
-    let path_and_query = match parts.uri.query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path.into_owned(),
+    let path_and_query = match (&path, parts.uri.path_and_query()) {
+        // Unchanged: the request's own bytes, without formatting or parsing them again.
+        (Cow::Borrowed(_), Some(pq)) => PathAndQuery::Shared(pq.clone()),
+        (_, _) => PathAndQuery::Built(match parts.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.into_owned(),
+        }),
     };
     if up.http2 {
         let scheme = if up.tls.is_some() { "https" } else { "http" };
@@ -225,7 +230,10 @@ async fn proxy(
         parts.headers.remove(header::HOST);
         parts.version = Version::HTTP_2;
     } else {
-        parts.uri = Uri::try_from(path_and_query).map_err(|_| ProxyError::BadRequest("invalid request target"))?;
+        parts.uri = match path_and_query {
+            PathAndQuery::Shared(pq) => Uri::from(pq),
+            PathAndQuery::Built(s) => Uri::try_from(s).map_err(|_| ProxyError::BadRequest("invalid request target"))?,
+        };
         if let Some(h) = &original_host {
             parts.headers.insert(header::HOST, h.clone());
         }
@@ -315,6 +323,21 @@ async fn proxy(
     Ok(Response::from_parts(rparts, body))
 }
 
+/// The upstream request target: the client's, or rewritten.
+enum PathAndQuery {
+    Shared(http::uri::PathAndQuery),
+    Built(String),
+}
+
+impl std::fmt::Display for PathAndQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PathAndQuery::Shared(pq) => f.write_str(pq.as_str()),
+            PathAndQuery::Built(s) => f.write_str(s),
+        }
+    }
+}
+
 /// The sticky cookie to set when the client is not (yet) pinned to `backend`.
 fn sticky_cookie(up: &Upstream, sent: Option<&str>, backend: &upstream::Backend) -> Option<HeaderValue> {
     let name = up.sticky_cookie.as_ref()?;
@@ -398,6 +421,7 @@ fn proto_name(v: Version) -> &'static str {
 }
 
 fn new_request_id() -> HeaderValue {
-    let id = format!("{:032x}", fastrand::u128(..));
-    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0"))
+    let mut id = [0u8; 32];
+    crate::server::h1::request_id(&mut id);
+    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0"))
 }

@@ -27,6 +27,8 @@ pub struct ConnInfo {
     last_active_ms: AtomicU64,
     requests: AtomicU32,
     ambiguous_request: AtomicU32,
+    /// Formatted on the connection's first forwarded request, reused by the rest.
+    client_ip: std::sync::OnceLock<Box<crate::upstream::headers::ClientIp>>,
 }
 
 impl ConnInfo {
@@ -38,7 +40,17 @@ impl ConnInfo {
             last_active_ms: AtomicU64::new(0),
             requests: AtomicU32::new(0),
             ambiguous_request: AtomicU32::new(NO_REQUEST),
+            client_ip: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The peer's address as forwarding headers spell it (IPv4-mapped IPv6 as IPv4).
+    pub fn client_ip(&self) -> &crate::upstream::headers::ClientIp {
+        self.client_ip.get_or_init(|| {
+            Box::new(crate::upstream::headers::ClientIp::new(
+                crate::config::value::canonical(self.peer.ip()),
+            ))
+        })
     }
 
     /// Called once per request: is this the request the framing scanner flagged?

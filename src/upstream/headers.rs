@@ -20,6 +20,13 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// Removes hop-by-hop fields. `keep_upgrade` keeps `Upgrade` and sets `Connection: upgrade`
 /// (WebSocket handshakes); `TE: trailers` is kept because gRPC needs it end to end.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none: one pass over the names instead of a removal per field.
+    let any = headers
+        .keys()
+        .any(|k| *k == header::CONNECTION || *k == header::TE || HOP_BY_HOP.contains(k));
+    if !any {
+        return;
+    }
     if let Some(conn) = headers.get(header::CONNECTION) {
         if conn.as_bytes() != b"keep-alive" && conn.as_bytes() != b"close" {
             let listed: Vec<HeaderName> = headers
@@ -55,9 +62,31 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// The client's address as the forwarding headers spell it; formatted once per connection.
+pub struct ClientIp {
+    /// `10.0.0.1`, `::1`: the X-Forwarded-For element.
+    pub text: HeaderValue,
+    /// `for=10.0.0.1`, `for="[::1]"`: the start of the Forwarded element.
+    pub forwarded_for: Box<str>,
+}
+
+impl ClientIp {
+    pub fn new(ip: IpAddr) -> ClientIp {
+        let text = ip.to_string();
+        let forwarded_for = match ip {
+            IpAddr::V4(_) => format!("for={text}"),
+            IpAddr::V6(_) => format!("for=\"[{text}]\""),
+        };
+        ClientIp {
+            text: HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("unknown")),
+            forwarded_for: forwarded_for.into_boxed_str(),
+        }
+    }
+}
+
 /// Who the client is, as told to the backend.
 pub struct ClientFacts<'a> {
-    pub ip: IpAddr,
+    pub ip: &'a ClientIp,
     /// The peer is a trusted proxy: keep what it says and append to it.
     pub trusted: bool,
     pub proto: &'static str,
@@ -65,60 +94,65 @@ pub struct ClientFacts<'a> {
 }
 
 pub fn add_forwarded(headers: &mut HeaderMap, facts: &ClientFacts) {
-    let ip = facts.ip.to_string();
+    let ip = &facts.ip.text;
     if facts.trusted {
         let prior: Vec<&str> = headers
             .get_all(&X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
-        let xff = if prior.is_empty() {
-            ip.clone()
+        if prior.is_empty() {
+            headers.insert(X_FORWARDED_FOR, ip.clone());
         } else {
-            format!("{}, {ip}", prior.join(", "))
-        };
-        set(headers, X_FORWARDED_FOR, &xff);
+            let xff = format!("{}, {}", prior.join(", "), facts.ip.text.to_str().unwrap_or(""));
+            set(headers, X_FORWARDED_FOR, &xff);
+        }
         if !headers.contains_key(&X_FORWARDED_PROTO) {
-            set(headers, X_FORWARDED_PROTO, facts.proto);
+            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(facts.proto));
         }
         if !headers.contains_key(&X_FORWARDED_HOST) && !facts.host.is_empty() {
             set(headers, X_FORWARDED_HOST, facts.host);
         }
     } else {
-        set(headers, X_FORWARDED_FOR, &ip);
-        set(headers, X_FORWARDED_PROTO, facts.proto);
+        headers.insert(X_FORWARDED_FOR, ip.clone());
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(facts.proto));
         if facts.host.is_empty() {
             headers.remove(&X_FORWARDED_HOST);
         } else {
             set(headers, X_FORWARDED_HOST, facts.host);
         }
     }
-    let node = match facts.ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
-    };
-    let mut element = format!("for={node};proto={}", facts.proto);
+    let mut element = String::with_capacity(facts.ip.forwarded_for.len() + facts.host.len() + 24);
+    element.push_str(&facts.ip.forwarded_for);
+    element.push_str(";proto=");
+    element.push_str(facts.proto);
     if !facts.host.is_empty() {
-        let host = if facts
+        element.push_str(";host=");
+        if facts
             .host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
         {
-            facts.host.to_string()
+            element.push_str(facts.host);
         } else {
-            format!("\"{}\"", facts.host.replace('\\', "\\\\").replace('"', "\\\""))
-        };
-        element.push_str(";host=");
-        element.push_str(&host);
+            element.push('"');
+            element.push_str(&facts.host.replace('\\', "\\\\").replace('"', "\\\""));
+            element.push('"');
+        }
     }
-    let value = match headers
-        .get_all(header::FORWARDED)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-    {
-        prior if facts.trusted && !prior.is_empty() => format!("{}, {element}", prior.join(", ")),
-        _ => element,
+    let prior: Vec<&str> = if facts.trusted {
+        headers
+            .get_all(header::FORWARDED)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let value = if prior.is_empty() {
+        element
+    } else {
+        format!("{}, {element}", prior.join(", "))
     };
     set(headers, header::FORWARDED, &value);
 }
@@ -171,8 +205,9 @@ mod tests {
     #[test]
     fn untrusted_peer_cannot_spoof_forwarded_headers() {
         let mut h = map(&[("x-forwarded-for", "6.6.6.6"), ("forwarded", "for=6.6.6.6")]);
+        let ip = ClientIp::new("10.0.0.1".parse().unwrap());
         let facts = ClientFacts {
-            ip: "10.0.0.1".parse().unwrap(),
+            ip: &ip,
             trusted: false,
             proto: "http",
             host: "a.test",
@@ -191,8 +226,9 @@ mod tests {
             ("x-forwarded-proto", "https"),
             ("forwarded", "for=1.1.1.1"),
         ]);
+        let ip = ClientIp::new("::1".parse().unwrap());
         let facts = ClientFacts {
-            ip: "::1".parse().unwrap(),
+            ip: &ip,
             trusted: true,
             proto: "http",
             host: "a.test:8080",

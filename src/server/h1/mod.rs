@@ -18,6 +18,7 @@ mod hit;
 mod write;
 
 pub use head::{Parsed, RawRequest, RequestHead};
+pub use write::request_id;
 
 use super::conn::{self, ConnInfo};
 use super::Drain;
