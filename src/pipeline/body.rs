@@ -125,7 +125,7 @@ pub enum ResponseBody {
         data: Option<Bytes>,
     },
     Upstream {
-        inner: Incoming,
+        inner: crate::upstream::UpstreamBody,
     },
     /// `remaining` bytes of a file, from its current position.
     #[cfg(feature = "acceleration")]
@@ -155,7 +155,7 @@ impl Body for ResponseBody {
         match self.get_mut() {
             ResponseBody::Empty => Poll::Ready(None),
             ResponseBody::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            ResponseBody::Upstream { inner } => Pin::new(inner).poll_frame(cx).map_err(|e| Box::new(e) as BoxError),
+            ResponseBody::Upstream { inner } => Pin::new(inner).poll_frame(cx),
             #[cfg(feature = "acceleration")]
             ResponseBody::File { file, remaining } => poll_file(file, remaining, cx),
             #[cfg(feature = "acceleration")]

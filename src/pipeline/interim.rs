@@ -22,6 +22,11 @@ impl Interim {
         (Interim(tx), rx)
     }
 
+    /// Passes on an interim response read by frontdesk's own client.
+    pub fn send(&self, head: InterimHead) {
+        let _ = self.0.send(head);
+    }
+
     /// Asks hyper's client to report the interim responses to `req` here.
     pub fn register<B>(&self, req: &mut Request<B>) {
         let tx = self.0.clone();

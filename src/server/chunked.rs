@@ -120,11 +120,64 @@ impl ChunkTracker {
         }
         Ok(matches!(self.state, State::Done).then_some(data.len()))
     }
+
+    /// Decoding: consumes the framing at the front of `data` up to the next run of chunk data.
+    /// Returns (framing bytes consumed, data bytes that follow them); (n, 0) with the message
+    /// ended or `data` used up.
+    pub fn split(&mut self, data: &[u8]) -> Result<(usize, usize), Malformed> {
+        let mut i = 0;
+        while i < data.len() {
+            match &mut self.state {
+                State::Done => break,
+                State::Data(left) => {
+                    let take = (*left).min((data.len() - i) as u64);
+                    *left -= take;
+                    self.payload += take;
+                    if *left == 0 {
+                        self.state = State::DataCr;
+                    }
+                    return Ok((i, take as usize));
+                }
+                _ => {
+                    self.feed(&data[i..=i])?;
+                    i += 1;
+                }
+            }
+        }
+        Ok((i, 0))
+    }
+
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_yields_the_data_across_any_split() {
+        let msg = b"5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\nX-Trailer: 1\r\n\r\n";
+        for size in 1..msg.len() {
+            let mut t = ChunkTracker::default();
+            let mut out = Vec::new();
+            for part in msg.chunks(size) {
+                let mut rest = part;
+                while !rest.is_empty() {
+                    let (framing, data) = t.split(rest).unwrap();
+                    out.extend_from_slice(&rest[framing..framing + data]);
+                    rest = &rest[framing + data..];
+                    if framing + data == 0 {
+                        break;
+                    }
+                }
+            }
+            assert_eq!(out, b"hello0123456789", "split {size}");
+            assert!(t.is_done(), "split {size}");
+        }
+        assert!(ChunkTracker::default().split(b"zz\r\n").is_err());
+    }
 
     #[test]
     fn finds_the_end_across_splits() {

@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod balance;
 pub mod connect;
+pub mod h1;
 pub mod headers;
 pub mod health;
 pub mod pool;
@@ -59,9 +60,45 @@ pub struct Upstream {
     pub health: Option<HealthPolicy>,
 }
 
+/// A backend's response body: read by hyper's client, or by frontdesk's own (`h1`).
+pub enum UpstreamBody {
+    Hyper(Incoming),
+    /// Boxed: the socket, buffer and framing state would make every response body large.
+    Raw(Box<h1::RawBody>),
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            UpstreamBody::Hyper(b) => std::pin::Pin::new(b).poll_frame(cx).map_err(Into::into),
+            UpstreamBody::Raw(b) => std::pin::Pin::new(&mut **b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Hyper(b) => b.is_end_stream(),
+            UpstreamBody::Raw(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            UpstreamBody::Hyper(b) => b.size_hint(),
+            UpstreamBody::Raw(b) => b.size_hint(),
+        }
+    }
+}
+
 /// A response from a backend, with what the caller must keep until its body ends.
 pub struct Forwarded {
-    pub response: Response<Incoming>,
+    pub response: Response<UpstreamBody>,
     pub backend: Arc<Backend>,
     pub upstream_time: Duration,
     /// Returns the connection to the pool and ends the in-flight count once the body is done.
@@ -161,6 +198,9 @@ impl Upstream {
         preferred: Option<usize>,
     ) -> Result<Forwarded, ProxyError> {
         let interim = req.extensions_mut().remove::<Interim>();
+        if h1::eligible(self, &req) {
+            return self.forward_raw(&req, key_hash, preferred, interim.as_ref()).await;
+        }
         if let Some(i) = &interim {
             i.register(&mut req);
         }
@@ -216,24 +256,8 @@ impl Upstream {
             let sent = tokio::time::timeout(self.response_timeout, send(conn, request)).await;
             match sent {
                 Ok(Ok((response, h1))) => {
-                    let upstream_time = started.elapsed();
-                    if response.status().is_server_error() {
-                        self.report_failure(backend, &ProxyError::UpstreamStatus(response.status().as_u16()));
-                    } else {
-                        backend.report_success(self.balancer.reads_load().then_some(upstream_time));
-                    }
-                    let release = Release {
-                        h1,
-                        backend: backend.clone(),
-                        pool: self.pool,
-                        _inflight: inflight,
-                    };
-                    return Ok(Forwarded {
-                        response,
-                        backend: backend.clone(),
-                        upstream_time,
-                        release: Box::new(release),
-                    });
+                    let response = response.map(UpstreamBody::Hyper);
+                    return Ok(self.answered(backend, started, inflight, response, h1));
                 }
                 Ok(Err(SendError::NotSent(request))) => {
                     // A pooled connection closed under us before the request went out: try a fresh one.
@@ -276,6 +300,100 @@ impl Upstream {
             if attempt >= self.retries || replay.is_none() {
                 return Err(last_error.unwrap_or_else(|| ProxyError::NoHealthyBackend(self.name.clone())));
             }
+        }
+    }
+
+    /// `forward` for requests the own HTTP/1.1 client takes (see `h1`): the request is only
+    /// borrowed, so every attempt sends the same one.
+    async fn forward_raw(
+        &self,
+        req: &Request<RequestBody>,
+        key_hash: Option<u64>,
+        preferred: Option<usize>,
+        interim: Option<&Interim>,
+    ) -> Result<Forwarded, ProxyError> {
+        let mut tried: Vec<usize> = Vec::new();
+        let mut last_error: Option<ProxyError> = None;
+        let mut stale_retries = 0;
+        loop {
+            let pick = match (tried.is_empty(), preferred) {
+                (true, Some(i)) => Some(i),
+                _ => self.balancer.pick(
+                    &self.backends,
+                    &self.weights,
+                    &PickInput {
+                        key_hash,
+                        exclude: &tried,
+                    },
+                ),
+            };
+            let Some(idx) = pick else {
+                return Err(last_error.unwrap_or_else(|| ProxyError::NoHealthyBackend(self.name.clone())));
+            };
+            let backend = &self.backends[idx];
+            let inflight = InflightGuard::when(self.balancer.reads_load(), backend);
+            let started = Instant::now();
+            let sent = tokio::time::timeout(
+                self.response_timeout,
+                h1::send(self, backend, req, interim, stale_retries > 0),
+            )
+            .await;
+            let err = match sent {
+                Ok(Ok(response)) => {
+                    return Ok(self.answered(backend, started, inflight, response.map(|b| UpstreamBody::Raw(Box::new(b))), None))
+                }
+                Ok(Err(h1::RawError::Stale)) => {
+                    stale_retries += 1;
+                    if stale_retries <= 3 {
+                        continue;
+                    }
+                    ProxyError::UpstreamFailed {
+                        addr: backend.addr.to_string(),
+                        reason: "connection closed repeatedly".into(),
+                    }
+                }
+                Ok(Err(h1::RawError::Failed(e))) => e,
+                Err(_) => ProxyError::UpstreamTimeout {
+                    addr: backend.addr.to_string(),
+                    after: self.response_timeout,
+                },
+            };
+            self.report_failure(backend, &err);
+            last_error = Some(err);
+            tried.push(idx);
+            if tried.len() as u32 > self.retries {
+                return Err(last_error.unwrap_or_else(|| ProxyError::NoHealthyBackend(self.name.clone())));
+            }
+        }
+    }
+
+    /// A response head arrived: passive health hears of it, and the caller gets what it must
+    /// keep until the body ends.
+    fn answered(
+        &self,
+        backend: &Arc<Backend>,
+        started: Instant,
+        inflight: Option<InflightGuard>,
+        response: Response<UpstreamBody>,
+        h1: Option<http1::SendRequest<RequestBody>>,
+    ) -> Forwarded {
+        let upstream_time = started.elapsed();
+        if response.status().is_server_error() {
+            self.report_failure(backend, &ProxyError::UpstreamStatus(response.status().as_u16()));
+        } else {
+            backend.report_success(self.balancer.reads_load().then_some(upstream_time));
+        }
+        let release = Release {
+            h1,
+            backend: backend.clone(),
+            pool: self.pool,
+            _inflight: inflight,
+        };
+        Forwarded {
+            response,
+            backend: backend.clone(),
+            upstream_time,
+            release: Box::new(release),
         }
     }
 

@@ -26,3 +26,4 @@ mod reload;
 mod routing;
 mod tls;
 mod upgrade;
+mod upstream_h1;

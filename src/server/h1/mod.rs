@@ -17,7 +17,7 @@ mod hit;
 mod hit;
 mod write;
 
-pub use head::{Parsed, RawRequest, RequestHead};
+pub use head::{Parsed, ParsedResponse, RawRequest, RequestHead, ResponseHead};
 pub use write::request_id;
 
 use super::conn::{self, ConnInfo};
@@ -26,7 +26,6 @@ use crate::pipeline::respond::ProxyError;
 use crate::runtime::Runtime;
 use crate::snapshot::Snapshot;
 use bytes::{Buf, BytesMut};
-use head::ResponseHead;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;

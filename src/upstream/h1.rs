@@ -1,0 +1,334 @@
+//! The general path's own HTTP/1.1 client for plain-TCP backends. Bodiless GET and HEAD
+//! requests (HTTP/2 clients, cache misses and revalidations, compressed routes) are written from
+//! their head to a pooled socket — the fast path's pool — and the response body is read from
+//! that socket as the client takes it: no connection task and no channel between tasks. Request
+//! bodies, upgrades, TLS and HTTP/2 backends use hyper's client.
+
+use super::{Backend, Upstream};
+use crate::pipeline::body::RequestBody;
+use crate::pipeline::interim::{forwardable, Interim, InterimHead};
+use crate::pipeline::respond::ProxyError;
+use crate::server::chunked::ChunkTracker;
+use crate::server::h1::{ParsedResponse, ResponseHead};
+use bytes::{Buf, Bytes, BytesMut};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Instant;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Reads from the backend go into buffers of at least this much free space.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Can this request go through the raw client?
+pub(super) fn eligible(up: &Upstream, req: &Request<RequestBody>) -> bool {
+    up.tls.is_none()
+        && !up.http2
+        && matches!(req.body(), RequestBody::Empty)
+        && (req.method() == Method::GET || req.method() == Method::HEAD)
+        && !req.headers().contains_key(header::UPGRADE)
+}
+
+pub(super) enum RawError {
+    /// A pooled socket the backend had closed: nothing was answered, send again on a new one.
+    Stale,
+    Failed(ProxyError),
+}
+
+/// One exchange with `backend`. `fresh` skips the pool.
+pub(super) async fn send(
+    up: &Upstream,
+    backend: &Arc<Backend>,
+    req: &Request<RequestBody>,
+    interim: Option<&Interim>,
+    fresh: bool,
+) -> Result<Response<RawBody>, RawError> {
+    let now = Instant::now();
+    let pooled = if fresh {
+        None
+    } else {
+        backend.pool.checkout_raw(up.pool.idle_timeout, now)
+    };
+    let reused = pooled.is_some();
+    let mut stream = match pooled {
+        Some(s) => s,
+        None => connect(backend, up).await.map_err(RawError::Failed)?,
+    };
+    let failed = |reason: String| {
+        RawError::Failed(ProxyError::UpstreamFailed {
+            addr: backend.addr.to_string(),
+            reason,
+        })
+    };
+    let head = request_head(req);
+    if let Err(e) = stream.write_all(&head).await {
+        return Err(if reused { RawError::Stale } else { failed(e.to_string()) });
+    }
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut parsed = ResponseHead::default();
+    loop {
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        match tokio::io::AsyncReadExt::read_buf(&mut stream, &mut buf).await {
+            Ok(0) | Err(_) if buf.is_empty() && reused => return Err(RawError::Stale),
+            Ok(0) => return Err(failed("connection closed before a complete response head".into())),
+            Err(e) => return Err(failed(e.to_string())),
+            Ok(_) => {}
+        }
+        loop {
+            match parsed.parse(&buf) {
+                Ok(ParsedResponse::Partial) => break,
+                Ok(ParsedResponse::Complete) if (100..200).contains(&parsed.status) => {
+                    if parsed.status == 101 {
+                        return Err(failed("unexpected 101 Switching Protocols".into()));
+                    }
+                    if let (Some(sink), Ok(status)) = (interim, StatusCode::from_u16(parsed.status)) {
+                        if forwardable(status) {
+                            let headers = header_map(&parsed, &buf).map_err(|e| failed(e.into()))?;
+                            sink.send(InterimHead { status, headers });
+                        }
+                    }
+                    buf.advance(parsed.len);
+                    if buf.is_empty() {
+                        break;
+                    }
+                }
+                Ok(ParsedResponse::Complete) => {
+                    return response(req.method(), &parsed, buf, stream, backend, up.pool.max_idle)
+                        .map_err(|e| failed(e.into()))
+                }
+                Err(reason) => return Err(failed(reason)),
+            }
+        }
+    }
+}
+
+async fn connect(backend: &Backend, up: &Upstream) -> Result<TcpStream, ProxyError> {
+    let addr = &*backend.addr;
+    match tokio::time::timeout(up.connect_timeout, TcpStream::connect(addr)).await {
+        Err(_) => Err(ProxyError::Connect(format!(
+            "connect to {addr} timed out after {:?}",
+            up.connect_timeout
+        ))),
+        Ok(Err(e)) => Err(ProxyError::Connect(format!("connect to {addr} failed: {e}"))),
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+    }
+}
+
+/// `GET /path?q HTTP/1.1` and the request's fields (the pipeline has set Host and removed
+/// hop-by-hop fields).
+fn request_head(req: &Request<RequestBody>) -> Vec<u8> {
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let mut out = Vec::with_capacity(256 + req.headers().len() * 32);
+    out.extend_from_slice(req.method().as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in req.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+fn header_map(head: &ResponseHead, buf: &[u8]) -> Result<HeaderMap, &'static str> {
+    let mut map = HeaderMap::with_capacity(head.headers.len());
+    for (n, v) in &head.headers {
+        let name = HeaderName::from_bytes(&buf[n.clone()]).map_err(|_| "invalid header name in response")?;
+        let value = HeaderValue::from_bytes(&buf[v.clone()]).map_err(|_| "invalid header value in response")?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+fn response(
+    method: &Method,
+    head: &ResponseHead,
+    mut buf: BytesMut,
+    stream: TcpStream,
+    backend: &Arc<Backend>,
+    max_idle: usize,
+) -> Result<Response<RawBody>, &'static str> {
+    let status = StatusCode::from_u16(head.status).map_err(|_| "invalid status in response")?;
+    let mut headers = header_map(head, &buf)?;
+    if head.chunked {
+        // RFC 9112 §6.3: Transfer-Encoding wins; the length is the decoded body's.
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    let no_body = *method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let framing = if no_body {
+        Framing::Length(0)
+    } else if head.chunked {
+        Framing::Chunked(ChunkTracker::default())
+    } else if let Some(n) = head.content_length {
+        Framing::Length(n)
+    } else {
+        Framing::Close
+    };
+    buf.advance(head.len);
+    let mut body = RawBody {
+        stream: Some(stream),
+        buf,
+        reusable: !head.close && !matches!(framing, Framing::Close),
+        framing,
+        backend: backend.clone(),
+        max_idle,
+    };
+    if matches!(body.framing, Framing::Length(0)) {
+        // Nobody polls an empty body: the socket goes back to the pool now.
+        body.finish();
+    }
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    *resp.version_mut() = if head.http10 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    *resp.headers_mut() = headers;
+    Ok(resp)
+}
+
+enum Framing {
+    Length(u64),
+    Chunked(ChunkTracker),
+    /// Ends when the backend closes the connection.
+    Close,
+    Done,
+}
+
+/// A response body read from the backend's socket; the socket returns to the pool when the
+/// body has been read to its end and nothing follows it.
+pub struct RawBody {
+    stream: Option<TcpStream>,
+    buf: BytesMut,
+    framing: Framing,
+    reusable: bool,
+    backend: Arc<Backend>,
+    max_idle: usize,
+}
+
+impl RawBody {
+    fn finish(&mut self) {
+        self.framing = Framing::Done;
+        if let Some(stream) = self.stream.take() {
+            if self.reusable && self.buf.is_empty() {
+                self.backend.pool.put_raw(stream, self.max_idle, Instant::now());
+            }
+        }
+    }
+
+    /// The next piece of the body from what is buffered; `None` = read more first.
+    fn take_buffered(&mut self) -> Option<Result<Option<Bytes>, BoxError>> {
+        match &mut self.framing {
+            Framing::Done => Some(Ok(None)),
+            Framing::Length(0) => {
+                self.finish();
+                Some(Ok(None))
+            }
+            Framing::Length(left) => {
+                if self.buf.is_empty() {
+                    return None;
+                }
+                let take = (*left).min(self.buf.len() as u64);
+                *left -= take;
+                let data = self.buf.split_to(take as usize).freeze();
+                if *left == 0 {
+                    self.finish();
+                }
+                Some(Ok(Some(data)))
+            }
+            Framing::Chunked(tracker) => loop {
+                if tracker.is_done() {
+                    self.finish();
+                    return Some(Ok(None));
+                }
+                if self.buf.is_empty() {
+                    return None;
+                }
+                let (framing, len) = match tracker.split(&self.buf) {
+                    Ok(split) => split,
+                    Err(_) => return Some(Err("malformed chunked body from the backend".into())),
+                };
+                self.buf.advance(framing);
+                if len > 0 {
+                    return Some(Ok(Some(self.buf.split_to(len).freeze())));
+                }
+            },
+            Framing::Close => {
+                if self.buf.is_empty() {
+                    return None;
+                }
+                Some(Ok(Some(self.buf.split().freeze())))
+            }
+        }
+    }
+}
+
+impl Body for RawBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(next) = this.take_buffered() {
+                return Poll::Ready(next.map(|d| d.map(Frame::data)).transpose());
+            }
+            let Some(stream) = this.stream.as_mut() else {
+                return Poll::Ready(Some(Err("backend connection gone before the body ended".into())));
+            };
+            if this.buf.capacity() - this.buf.len() < READ_CHUNK / 4 {
+                this.buf.reserve(READ_CHUNK);
+            }
+            let n = match ready!(poll_read_buf(stream, cx, &mut this.buf)) {
+                Ok(n) => n,
+                Err(e) => return Poll::Ready(Some(Err(Box::new(e)))),
+            };
+            if n == 0 {
+                if matches!(this.framing, Framing::Close) {
+                    this.reusable = false;
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                this.stream = None;
+                return Poll::Ready(Some(Err("backend closed the connection before the body ended".into())));
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.framing, Framing::Done)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.framing {
+            Framing::Length(n) => SizeHint::with_exact(*n),
+            Framing::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+/// Reads what the socket has into `buf`.
+fn poll_read_buf(stream: &mut TcpStream, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<std::io::Result<usize>> {
+    loop {
+        ready!(stream.poll_read_ready(cx))?;
+        match stream.try_read_buf(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            result => return Poll::Ready(result),
+        }
+    }
+}
