@@ -100,11 +100,35 @@ pub(super) async fn send(
                     }
                 }
                 Ok(ParsedResponse::Complete) => {
+                    let mut stream = stream;
+                    prefetch_small_body(req.method(), &parsed, &mut buf, &mut stream).await;
                     return response(req.method(), &parsed, buf, stream, backend, up.pool.max_idle)
-                        .map_err(|e| failed(e.into()))
+                        .map_err(|e| failed(e.into()));
                 }
                 Err(reason) => return Err(failed(reason)),
             }
+        }
+    }
+}
+
+/// A small body that did not come with its head (nginx sends a file's head and its bytes in
+/// separate segments) is waited for here, so the client gets head and body together — for
+/// HTTP/2 one write instead of a HEADERS write and a DATA write — at no cost in latency.
+async fn prefetch_small_body(method: &Method, head: &ResponseHead, buf: &mut BytesMut, stream: &mut TcpStream) {
+    const SMALL: u64 = 16 * 1024;
+    let Some(len) = head.content_length.filter(|n| *n <= SMALL && !head.chunked) else {
+        return;
+    };
+    if *method == Method::HEAD || head.status == 204 || head.status == 304 {
+        return;
+    }
+    let want = head.len + len as usize;
+    while buf.len() < want {
+        buf.reserve(want - buf.len());
+        // A failure shows when the body is read; the response head is good either way.
+        match tokio::io::AsyncReadExt::read_buf(stream, buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
         }
     }
 }
