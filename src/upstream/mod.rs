@@ -340,7 +340,13 @@ impl Upstream {
             .await;
             let err = match sent {
                 Ok(Ok(response)) => {
-                    return Ok(self.answered(backend, started, inflight, response.map(|b| UpstreamBody::Raw(Box::new(b))), None))
+                    return Ok(self.answered(
+                        backend,
+                        started,
+                        inflight,
+                        response.map(|b| UpstreamBody::Raw(Box::new(b))),
+                        None,
+                    ))
                 }
                 Ok(Err(h1::RawError::Stale)) => {
                     stale_retries += 1;

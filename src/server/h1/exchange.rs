@@ -135,18 +135,21 @@ impl RequestId {
     }
 }
 
-/// Host for routing: lower case, without port (borrowed when already lower case).
+/// Host for routing: lower case, without port (borrowed when already lower case). Works on
+/// bytes: it runs for every request.
 pub(super) fn routing_host(raw: &[u8]) -> Cow<'_, str> {
-    let s = std::str::from_utf8(raw).unwrap_or("");
-    let s = if s.starts_with('[') {
-        s.find(']').map(|i| &s[..=i]).unwrap_or(s)
+    let host = if raw.first() == Some(&b'[') {
+        raw.iter().position(|&b| b == b']').map_or(raw, |i| &raw[..=i])
     } else {
-        match s.rfind(':') {
-            Some(i) if s[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &s[..i],
-            _ => s,
+        match raw.iter().rposition(|&b| b == b':') {
+            Some(i) if raw[i + 1..].iter().all(u8::is_ascii_digit) => &raw[..i],
+            _ => raw,
         }
     };
-    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+    let Ok(s) = std::str::from_utf8(host) else {
+        return Cow::Borrowed("");
+    };
+    if host.iter().any(u8::is_ascii_uppercase) {
         Cow::Owned(s.to_ascii_lowercase())
     } else {
         Cow::Borrowed(s)
@@ -880,4 +883,20 @@ where
         (complete && reusable).then_some(stream),
         close_client,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::routing_host;
+    use std::borrow::Cow;
+
+    #[test]
+    fn routing_host_drops_the_port_and_lowers_case() {
+        assert_eq!(routing_host(b"Example.COM:8080"), "example.com");
+        assert!(matches!(routing_host(b"a.test:80"), Cow::Borrowed("a.test")));
+        assert_eq!(routing_host(b"[::1]:8443"), "[::1]");
+        assert_eq!(routing_host(b"[::1]"), "[::1]");
+        assert_eq!(routing_host(b"a.test:http"), "a.test:http");
+        assert_eq!(routing_host(b"\xff.test"), "");
+    }
 }
