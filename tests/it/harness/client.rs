@@ -84,6 +84,7 @@ pub async fn get_host(addr: SocketAddr, host: &str, path: &str) -> Answer {
 
 /// One request on a fresh HTTP/1.1 connection; the body exactly as received (not decoded, not
 /// made into text), for checking encodings and binary files.
+#[cfg_attr(not(feature = "acceleration"), allow(dead_code))] // used by the acceleration tests
 pub async fn fetch_raw(
     addr: SocketAddr,
     method: &str,

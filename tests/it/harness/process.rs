@@ -46,12 +46,14 @@ impl Process {
     }
 
     /// The admin listener's address from the ready line.
+    #[cfg_attr(not(feature = "acceleration"), allow(dead_code))] // used by the acceleration tests
     pub fn admin_addr(&self) -> std::net::SocketAddr {
         let addr = self.ready.split("admin=").nth(1).expect("admin listener configured");
         addr.split_whitespace().next().unwrap_or("").parse().unwrap()
     }
 
     /// Every line printed before the first containing `needle`.
+    #[cfg_attr(not(feature = "acceleration"), allow(dead_code))] // used by the acceleration tests
     pub fn lines_until(&mut self, needle: &str) -> Vec<String> {
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
         let mut before = Vec::new();
