@@ -93,7 +93,11 @@ pub async fn handle_parts(mut parts: Parts, body: Inbound, conn: &ConnInfo, rt: 
             e.response()
         }
     };
-    resp.headers_mut().insert(id_header.clone(), ctx.request_id.clone());
+    // Unique per response: HPACK must not add it to the connection's table, where it would
+    // only push out fields that do repeat (Server, Content-Type, ...).
+    let mut id = ctx.request_id.clone();
+    id.set_sensitive(true);
+    resp.headers_mut().insert(id_header.clone(), id);
     ctx.status = resp.status().as_u16();
     if let Some(log) = rt.access_log() {
         resp.body_mut().on_end(Box::new(LogOnEnd::new(ctx, log)));
