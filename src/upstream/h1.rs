@@ -71,15 +71,18 @@ pub(super) async fn send(
     }
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut parsed = ResponseHead::default();
+    // Anything at all from the backend (an interim response counts): then a close is its
+    // failure, not a stale pooled socket.
+    let mut answered = false;
     loop {
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
         match tokio::io::AsyncReadExt::read_buf(&mut stream, &mut buf).await {
-            Ok(0) | Err(_) if buf.is_empty() && reused => return Err(RawError::Stale),
+            Ok(0) | Err(_) if !answered && reused => return Err(RawError::Stale),
             Ok(0) => return Err(failed("connection closed before a complete response head".into())),
             Err(e) => return Err(failed(e.to_string())),
-            Ok(_) => {}
+            Ok(_) => answered = true,
         }
         loop {
             match parsed.parse(&buf) {
@@ -111,9 +114,10 @@ pub(super) async fn send(
     }
 }
 
-/// A small body that did not come with its head (nginx sends a file's head and its bytes in
-/// separate segments) is waited for here, so the client gets head and body together — for
-/// HTTP/2 one write instead of a HEADERS write and a DATA write — at no cost in latency.
+/// A small body that did not come with its head (nginx without `tcp_nopush` sends a file's head
+/// and its bytes in separate segments) is waited for here, briefly, so the client gets head and
+/// body together — for HTTP/2 one write instead of a HEADERS write and a DATA write. A body that
+/// takes longer streams as usual.
 async fn prefetch_small_body(method: &Method, head: &ResponseHead, buf: &mut BytesMut, stream: &mut TcpStream) {
     const SMALL: u64 = 16 * 1024;
     let Some(len) = head.content_length.filter(|n| *n <= SMALL && !head.chunked) else {
@@ -123,15 +127,24 @@ async fn prefetch_small_body(method: &Method, head: &ResponseHead, buf: &mut Byt
         return;
     }
     let want = head.len + len as usize;
-    while buf.len() < want {
-        buf.reserve(want - buf.len());
-        // A failure shows when the body is read; the response head is good either way.
-        match tokio::io::AsyncReadExt::read_buf(stream, buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
+    if buf.len() >= want {
+        return;
     }
+    let read = async {
+        while buf.len() < want {
+            buf.reserve(want - buf.len());
+            // A failure shows when the body is read; the response head is good either way.
+            match tokio::io::AsyncReadExt::read_buf(stream, buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(PREFETCH_WAIT, read).await;
 }
+
+/// How long a small body is waited for before the head is passed on without it.
+const PREFETCH_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
 async fn connect(backend: &Backend, up: &Upstream) -> Result<TcpStream, ProxyError> {
     let addr = &*backend.addr;

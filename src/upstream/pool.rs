@@ -14,6 +14,15 @@ struct Idle {
     since: Instant,
 }
 
+/// How long a plain socket may idle before it is probed on checkout.
+const PROBE_AFTER: Duration = Duration::from_secs(1);
+
+/// Nothing to read and not closed: the socket is as it was left.
+fn quiet(s: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(s.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
 /// Idle plain sockets of one worker-thread shard, most recently used last.
 type RawShard = Mutex<Vec<(TcpStream, Instant)>>;
 
@@ -81,10 +90,15 @@ impl Pool {
         &self.raw_idle[shard::index(self.raw_idle.len())].0
     }
 
+    /// A socket idle for `PROBE_AFTER` or longer is probed first: the backend may have closed
+    /// it or written to it (e.g. a 408 before closing), and those bytes must not be taken for
+    /// the next response. Sockets reused sooner skip the probe's system call; a close found
+    /// when the request goes out is retried on a fresh connection.
     pub fn checkout_raw(&self, idle_timeout: Duration, now: Instant) -> Option<TcpStream> {
         let mut idle = self.raw_shard().lock().unwrap_or_else(|p| p.into_inner());
         while let Some((s, since)) = idle.pop() {
-            if now.saturating_duration_since(since) < idle_timeout {
+            let age = now.saturating_duration_since(since);
+            if age < idle_timeout && (age < PROBE_AFTER || quiet(&s)) {
                 return Some(s);
             }
         }

@@ -111,3 +111,83 @@ async fn large_bodies_stream_through_the_pool() {
     }
     assert_eq!(origin.connections(), 1);
 }
+
+/// An origin that answers each request on a connection with `ok`, after `body_delay` between
+/// head and body, and `after_answer` (if any) writes a 408 and closes the connection once the
+/// given time has passed after the first answer.
+async fn scripted_origin(
+    body_delay: std::time::Duration,
+    after_answer: Option<std::time::Duration>,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n").await;
+                        tokio::time::sleep(body_delay).await;
+                        let _ = s.write_all(b"ok").await;
+                        if let Some(after) = after_answer {
+                            tokio::time::sleep(after).await;
+                            let _ = s
+                                .write_all(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n")
+                                .await;
+                            return;
+                        }
+                    }
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, conns)
+}
+
+#[tokio::test]
+async fn an_idle_pooled_socket_the_backend_wrote_to_is_not_reused() {
+    // The backend sends a 408 on the idle connection and closes it; the next request (after an
+    // idle time long enough for the probe, 1 s) must not take that 408 for its answer.
+    let (addr, conns) = scripted_origin(std::time::Duration::ZERO, Some(std::time::Duration::from_millis(100))).await;
+    let p = proxy(&one_upstream(&format!("[\"{addr}\"]"), "retries = 0")).await;
+    for path in ["/a", "/b"] {
+        // HTTP/1.1 client (fast path), then HTTP/2 (own client on the general path).
+        let a = crate::harness::get(p.addr(0), path).await;
+        assert_eq!((a.status.as_u16(), a.body.as_str()), (200, "ok"), "h1 {path}");
+        tokio::time::sleep(std::time::Duration::from_millis(1300)).await; // the idle time under test
+        let a = read_answer(h2_sender(p.addr(0)).await.send_request(get(path)).await.unwrap()).await;
+        assert_eq!((a.status.as_u16(), a.body.as_str()), (200, "ok"), "h2 {path}");
+        tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    }
+    assert_eq!(
+        conns.load(std::sync::atomic::Ordering::SeqCst),
+        4,
+        "a fresh connection each time"
+    );
+}
+
+#[tokio::test]
+async fn a_small_body_slower_than_the_response_timeout_still_streams() {
+    // The head comes at once, the body 300 ms later: the response timeout (100 ms) is about the
+    // head, so the client gets the whole answer.
+    let (addr, _) = scripted_origin(std::time::Duration::from_millis(300), None).await;
+    let p = proxy(&one_upstream(
+        &format!("[\"{addr}\"]"),
+        "response_timeout = \"100ms\"\nretries = 0",
+    ))
+    .await;
+    let a = read_answer(h2_sender(p.addr(0)).await.send_request(get("/")).await.unwrap()).await;
+    assert_eq!((a.status.as_u16(), a.body.as_str()), (200, "ok"));
+}
