@@ -57,7 +57,7 @@ pub(super) async fn send(
     let reused = pooled.is_some();
     let mut stream = match pooled {
         Some(s) => s,
-        None => connect(backend, up).await.map_err(RawError::Failed)?,
+        None => connect(backend, up.connect_timeout).await.map_err(RawError::Failed)?,
     };
     let failed = |reason: String| {
         RawError::Failed(ProxyError::UpstreamFailed {
@@ -146,12 +146,13 @@ async fn prefetch_small_body(method: &Method, head: &ResponseHead, buf: &mut Byt
 /// How long a small body is waited for before the head is passed on without it.
 const PREFETCH_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
-async fn connect(backend: &Backend, up: &Upstream) -> Result<TcpStream, ProxyError> {
+/// A plain TCP connection to `backend` (no delay), as both HTTP/1.1 clients of frontdesk — the
+/// fast path's relay and this one — use it.
+pub async fn connect(backend: &Backend, timeout: std::time::Duration) -> Result<TcpStream, ProxyError> {
     let addr = &*backend.addr;
-    match tokio::time::timeout(up.connect_timeout, TcpStream::connect(addr)).await {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Err(_) => Err(ProxyError::Connect(format!(
-            "connect to {addr} timed out after {:?}",
-            up.connect_timeout
+            "connect to {addr} timed out after {timeout:?}"
         ))),
         Ok(Err(e)) => Err(ProxyError::Connect(format!("connect to {addr} failed: {e}"))),
         Ok(Ok(s)) => {

@@ -162,6 +162,22 @@ impl Upstream {
             .filter(|&i| self.backends[i].is_available())
     }
 
+    /// The backend for the next attempt: `preferred` (e.g. from a sticky cookie) first, then the
+    /// balancer's choice among those not `tried` yet.
+    pub fn pick(&self, tried: &[usize], preferred: Option<usize>, key_hash: Option<u64>) -> Option<usize> {
+        match (tried.is_empty(), preferred) {
+            (true, Some(i)) => Some(i),
+            _ => self.balancer.pick(
+                &self.backends,
+                &self.weights,
+                &PickInput {
+                    key_hash,
+                    exclude: tried,
+                },
+            ),
+        }
+    }
+
     /// A connection to `backend`, and whether it was reused from the pool (never when `fresh`).
     async fn conn(&self, backend: &Backend, fresh: bool) -> Result<(Conn, bool), ProxyError> {
         let pooled = match (fresh, self.http2) {
@@ -218,18 +234,7 @@ impl Upstream {
         let mut last_error: Option<ProxyError> = None;
         let mut stale_retries = 0;
         loop {
-            let pick = match (tried.is_empty(), preferred) {
-                (true, Some(i)) => Some(i),
-                _ => self.balancer.pick(
-                    &self.backends,
-                    &self.weights,
-                    &PickInput {
-                        key_hash,
-                        exclude: &tried,
-                    },
-                ),
-            };
-            let Some(idx) = pick else {
+            let Some(idx) = self.pick(&tried, preferred, key_hash) else {
                 return Err(last_error.unwrap_or_else(|| ProxyError::NoHealthyBackend(self.name.clone())));
             };
             let backend = &self.backends[idx];
@@ -316,18 +321,7 @@ impl Upstream {
         let mut last_error: Option<ProxyError> = None;
         let mut stale_retries = 0;
         loop {
-            let pick = match (tried.is_empty(), preferred) {
-                (true, Some(i)) => Some(i),
-                _ => self.balancer.pick(
-                    &self.backends,
-                    &self.weights,
-                    &PickInput {
-                        key_hash,
-                        exclude: &tried,
-                    },
-                ),
-            };
-            let Some(idx) = pick else {
+            let Some(idx) = self.pick(&tried, preferred, key_hash) else {
                 return Err(last_error.unwrap_or_else(|| ProxyError::NoHealthyBackend(self.name.clone())));
             };
             let backend = &self.backends[idx];

@@ -18,7 +18,7 @@ struct Idle {
 const PROBE_AFTER: Duration = Duration::from_secs(1);
 
 /// Nothing to read and not closed: the socket is as it was left.
-fn quiet(s: &TcpStream) -> bool {
+pub fn is_quiet(s: &TcpStream) -> bool {
     let mut probe = [0u8; 1];
     matches!(s.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
@@ -98,7 +98,7 @@ impl Pool {
         let mut idle = self.raw_shard().lock().unwrap_or_else(|p| p.into_inner());
         while let Some((s, since)) = idle.pop() {
             let age = now.saturating_duration_since(since);
-            if age < idle_timeout && (age < PROBE_AFTER || quiet(&s)) {
+            if age < idle_timeout && (age < PROBE_AFTER || is_quiet(&s)) {
                 return Some(s);
             }
         }

@@ -16,7 +16,6 @@ use crate::server::chunked::ChunkTracker;
 use crate::server::conn::ConnInfo;
 use crate::snapshot::Snapshot;
 use crate::upstream::backend::InflightGuard;
-use crate::upstream::balance::PickInput;
 use crate::upstream::{self, Backend, Upstream};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -240,18 +239,7 @@ where
     // body was read from the socket directly).
     let consumed = c.head.len + buffered_body;
     loop {
-        let pick = match (tried.is_empty(), preferred) {
-            (true, Some(i)) => Some(i),
-            _ => up.balancer.pick(
-                &up.backends,
-                &up.weights,
-                &PickInput {
-                    key_hash,
-                    exclude: &tried,
-                },
-            ),
-        };
-        let Some(idx) = pick else {
+        let Some(idx) = up.pick(&tried, preferred, key_hash) else {
             let e = last_error.unwrap_or_else(|| ProxyError::NoHealthyBackend(up.name.clone()));
             return failed(io, c, e, None, id_name, request_id, consumed, streamed_body > 0).await;
         };
@@ -441,7 +429,8 @@ fn build_request(
     }
     run.flush(out, buf);
     let proto: &[u8] = if info.listener.tls.is_some() { b"https" } else { b"http" };
-    let ip = c.client_ip_text.as_bytes();
+    let client = info.client_ip();
+    let ip = client.text.as_bytes();
     let host = head.host.as_ref().map(|r| &buf[r.clone()]).unwrap_or(b"");
     if !replaced(b"x-forwarded-for") {
         out.extend_from_slice(b"x-forwarded-for: ");
@@ -468,14 +457,7 @@ fn build_request(
                 out.extend_from_slice(b", ");
             }
         }
-        out.extend_from_slice(b"for=");
-        if c.client_ip.is_ipv6() {
-            out.extend_from_slice(b"\"[");
-            out.extend_from_slice(ip);
-            out.extend_from_slice(b"]\"");
-        } else {
-            out.extend_from_slice(ip);
-        }
+        out.extend_from_slice(client.forwarded_for.as_bytes());
         out.extend_from_slice(b";proto=");
         out.extend_from_slice(proto);
         if !host.is_empty() {
@@ -559,9 +541,9 @@ where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut stream, reused) = match backend.pool.checkout_raw(up.pool.idle_timeout, now) {
-        Some(s) if idempotent || still_open(&s) => (s, true),
+        Some(s) if idempotent || upstream::pool::is_quiet(&s) => (s, true),
         _ => (
-            connect(backend, up.connect_timeout)
+            upstream::h1::connect(backend, up.connect_timeout)
                 .await
                 .map_err(AttemptError::Connect)?,
             false,
@@ -632,7 +614,8 @@ where
                 Ok(ParsedResponse::Partial) => break,
                 Ok(ParsedResponse::Complete) if (100..200).contains(&c.resp.status) => {
                     let status = http::StatusCode::from_u16(c.resp.status).unwrap_or(http::StatusCode::CONTINUE);
-                    if forwardable(status) && !c.head.http10 {
+                    // HTTP/1.0 clients, which take no 1xx, never reach the fast path's relay.
+                    if forwardable(status) {
                         let head = interim_head(&c.resp, &c.ubuf, status);
                         io.write_all(&head).await.map_err(|_| AttemptError::Client)?;
                     }
@@ -691,26 +674,6 @@ async fn read_until<R: AsyncRead + Unpin>(
             }
         }
     }
-}
-
-async fn connect(backend: &Backend, timeout: Duration) -> Result<TcpStream, ProxyError> {
-    let addr = &*backend.addr;
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Err(_) => Err(ProxyError::Connect(format!(
-            "connect to {addr} timed out after {timeout:?}"
-        ))),
-        Ok(Err(e)) => Err(ProxyError::Connect(format!("connect to {addr} failed: {e}"))),
-        Ok(Ok(s)) => {
-            let _ = s.set_nodelay(true);
-            Ok(s)
-        }
-    }
-}
-
-/// A pooled socket the backend has not closed (checked only when a replay would be unsafe).
-fn still_open(s: &TcpStream) -> bool {
-    let mut probe = [0u8; 1];
-    matches!(s.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 /// Writes the response head and relays the body. Returns (bytes of body sent, whether the

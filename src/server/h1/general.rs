@@ -65,32 +65,26 @@ where
     let consumed = head.len;
     let client_close = head.close;
     let (mut parts, ()) = req.into_parts();
-    let resp = if c.head.http10 {
-        pipeline::handle_parts(parts, Inbound::Empty, info, rt).await
-    } else {
-        let (interim, mut heads) = Interim::channel();
-        parts.extensions.insert(interim);
-        let mut pipeline = std::pin::pin!(pipeline::handle_parts(parts, Inbound::Empty, info, rt));
-        let resp = loop {
-            tokio::select! {
-                resp = &mut pipeline => break resp,
-                Some(head) = heads.recv() => {
-                    write_interim(&mut c.wbuf, head);
-                    if io.write_all(&c.wbuf).await.is_err() {
-                        return Some(Next::Close);
-                    }
+    // The backend's 1xx responses reach this HTTP/1.1 client (HTTP/1.0 ones never come here) as
+    // they arrive, also those read together with the final head.
+    let (interim, mut heads) = Interim::channel();
+    parts.extensions.insert(interim);
+    let mut pipeline = std::pin::pin!(pipeline::handle_parts(parts, Inbound::Empty, info, rt));
+    let resp = loop {
+        tokio::select! {
+            resp = &mut pipeline => break resp,
+            Some(head) = heads.recv() => {
+                if !send_interim(io, &mut c.wbuf, head).await {
+                    return Some(Next::Close);
                 }
             }
-        };
-        // Interim heads that arrived in the same read as the final one go out before it.
-        while let Ok(head) = heads.try_recv() {
-            write_interim(&mut c.wbuf, head);
-            if io.write_all(&c.wbuf).await.is_err() {
-                return Some(Next::Close);
-            }
         }
-        resp
     };
+    while let Ok(head) = heads.try_recv() {
+        if !send_interim(io, &mut c.wbuf, head).await {
+            return Some(Next::Close);
+        }
+    }
 
     let (rparts, mut body) = resp.into_parts();
     let status = rparts.status;
@@ -203,8 +197,8 @@ where
     })
 }
 
-/// A backend's 1xx response as the client gets it: its own hop-by-hop fields removed.
-fn write_interim(out: &mut Vec<u8>, mut head: InterimHead) {
+/// Writes a backend's 1xx response as the client gets it: its own hop-by-hop fields removed.
+async fn send_interim<T: AsyncWrite + Unpin>(io: &mut T, out: &mut Vec<u8>, mut head: InterimHead) -> bool {
     crate::upstream::headers::strip_hop_by_hop(&mut head.headers, false);
     out.clear();
     write::status_line(out, head.status);
@@ -212,6 +206,7 @@ fn write_interim(out: &mut Vec<u8>, mut head: InterimHead) {
         line(out, name.as_str().as_bytes(), value.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
+    io.write_all(out).await.is_ok()
 }
 
 /// Appends one body piece (chunk-framed when `chunked`), writing out when the batch is full.

@@ -51,7 +51,6 @@ pub(crate) struct Conn {
     head: RequestHead,
     resp: ResponseHead,
     client_ip: IpAddr,
-    client_ip_text: String,
     trusted: bool,
     /// One timer per connection, re-armed only when it fires (not per request): it bounds idle
     /// time, head read time, and notices draining.
@@ -104,7 +103,6 @@ where
         head: RequestHead::default(),
         resp: ResponseHead::default(),
         client_ip: ip,
-        client_ip_text: ip.to_string(),
         trusted: info.listener.trusted_proxies.iter().any(|c| c.contains(ip)),
         timer: Box::pin(tokio::time::sleep(DRAIN_CHECK)),
         last_active: Instant::now(),
