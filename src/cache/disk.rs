@@ -449,6 +449,7 @@ fn read_entry(path: &Path) -> Result<(String, Entry), &'static str> {
         stale_if_error: meta.stale_if_error,
         may_serve_stale: meta.may_serve_stale,
         encoded: meta.encoded,
+        memo: Default::default(),
     };
     Ok((meta.key, entry))
 }

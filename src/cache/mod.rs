@@ -295,12 +295,13 @@ fn storable_entry(
         encoded,
         policy,
         body: Bytes::new(),
+        memo: Default::default(),
     })
 }
 
 fn hit(entry: &Entry, req: &Parts, now: SystemTime, detail: Option<&'static str>) -> Answer {
     let mut headers = entry.headers.clone();
-    if let Ok(age) = HeaderValue::from_str(&entry.policy.age(now).as_secs().to_string()) {
+    if let Ok(age) = HeaderValue::from_str(&entry.age(now).as_secs().to_string()) {
         headers.insert(header::AGE, age);
     }
     let stale_for = entry.stale_for(now);
@@ -423,7 +424,7 @@ impl Cache {
         })?;
         Some(FreshHit {
             entry: entry.clone(),
-            age: entry.policy.age(now).as_secs(),
+            age: entry.age(now).as_secs(),
             ttl: secs(entry.fresh_until.duration_since(now).unwrap_or_default()),
         })
     }

@@ -246,6 +246,7 @@ pub(super) fn refreshed_entry(old: &Entry, policy: CachePolicy, fresh: &HeaderMa
         stale_if_error: cc.stale_if_error,
         may_serve_stale: !cc.forbids_stale,
         encoded: old.encoded,
+        memo: Default::default(),
     }
 }
 

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use http_cache_semantics::CachePolicy;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
@@ -34,15 +34,52 @@ pub struct Entry {
     pub may_serve_stale: bool,
     /// The body was encoded by frontdesk: its ETag is our weakened copy of the origin's.
     pub encoded: bool,
+    /// Worked out on the first fast hit and reused by later ones (a stored entry never changes).
+    pub memo: HitMemo,
+}
+
+/// What every fast hit of one entry would otherwise recompute from its header fields.
+#[derive(Default)]
+pub struct HitMemo {
+    vary_star: OnceLock<bool>,
+    /// A moment at or after the response arrived, and the entry's age then: from there the age
+    /// grows with the clock (RFC 9111 §4.2.3), so later hits need not re-read Age.
+    age_anchor: OnceLock<(SystemTime, Duration)>,
+    /// The HTTP/1.1 fast path's rendering of the stored head (see `server::h1::hit`).
+    pub h1_head: OnceLock<RenderedHead>,
+}
+
+/// A status line and stored fields as written on the wire, without the ones a hit writes
+/// itself and without `without` (the request id field of the listener that rendered it).
+pub struct RenderedHead {
+    pub without: http::HeaderName,
+    pub bytes: Box<[u8]>,
 }
 
 impl Entry {
     /// `Vary: *`: never reused without revalidation.
     pub fn varies_on_everything(&self) -> bool {
-        self.headers
-            .get_all(http::header::VARY)
-            .iter()
-            .any(|v| v.as_bytes().split(|b| *b == b',').any(|n| n.trim_ascii() == b"*"))
+        *self.memo.vary_star.get_or_init(|| {
+            self.headers
+                .get_all(http::header::VARY)
+                .iter()
+                .any(|v| v.as_bytes().split(|b| *b == b',').any(|n| n.trim_ascii() == b"*"))
+        })
+    }
+
+    /// The entry's current age (the policy's, without re-reading its Age field on every hit).
+    pub fn age(&self, now: SystemTime) -> Duration {
+        if let Some((at, age)) = self.memo.age_anchor.get() {
+            if let Ok(since) = now.duration_since(*at) {
+                return *age + since;
+            }
+        }
+        let age = self.policy.age(now);
+        // Before the response time the age does not grow yet; anchor only past it.
+        if age > self.policy.age(SystemTime::UNIX_EPOCH) {
+            let _ = self.memo.age_anchor.set((now, age));
+        }
+        age
     }
 
     /// How long it has been stale (zero while fresh).
@@ -59,7 +96,9 @@ const MAX_VARIANTS: usize = 16;
 const ENTRY_OVERHEAD: usize = 1024;
 
 pub struct Store {
-    entries: moka::sync::Cache<String, Variants>,
+    /// Keys are request URLs, so the hasher is seeded per process (foldhash's quality variant:
+    /// a fraction of SipHash's cost per lookup).
+    entries: moka::sync::Cache<String, Variants, foldhash::quality::RandomState>,
     inflight: Mutex<HashMap<String, watch::Receiver<()>>>,
     pub capacity: u64,
     pub disk: Option<Arc<DiskTier>>,
@@ -100,7 +139,7 @@ impl Store {
                     + key.len();
                 u32::try_from(bytes).unwrap_or(u32::MAX)
             })
-            .build();
+            .build_with_hasher(foldhash::quality::RandomState::default());
         Arc::new(Store {
             entries,
             inflight: Mutex::new(HashMap::new()),

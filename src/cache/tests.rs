@@ -246,3 +246,41 @@ fn qualified_no_cache_and_private_store_the_rest_of_the_response() {
         [("no-cache", Some("x,y")), ("max-age", Some("5")), ("public", None)]
     );
 }
+
+#[test]
+fn memoised_age_matches_the_policy() {
+    let req = parts(&[]);
+    let resp = http::Response::builder()
+        .header("cache-control", "max-age=600")
+        .header("age", "10")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+    let stored_at = SystemTime::now();
+    let policy = CachePolicy::new_options(&req, &resp, stored_at, CacheOptions::default());
+    let entry = store::Entry {
+        fresh_until: stored_at + policy.time_to_live(stored_at),
+        policy,
+        status: StatusCode::OK,
+        headers: resp.headers.clone(),
+        body: Bytes::new(),
+        url: "http://a/x".into(),
+        vary_key: String::new(),
+        req_host: None,
+        tags: Vec::new(),
+        stale_while_revalidate: Duration::ZERO,
+        stale_if_error: Duration::ZERO,
+        may_serve_stale: true,
+        encoded: false,
+        memo: Default::default(),
+    };
+    // Before the response time the age is the Age field alone and is not anchored there.
+    let before = stored_at - Duration::from_secs(5);
+    assert_eq!(entry.age(before), Duration::from_secs(10));
+    for later in [3, 4, 70, 3600] {
+        let now = stored_at + Duration::from_secs(later);
+        assert_eq!(entry.age(now), entry.policy.age(now), "{later} s after storing");
+    }
+    assert_eq!(entry.age(before), entry.policy.age(before));
+}

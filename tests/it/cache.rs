@@ -601,3 +601,43 @@ async fn request_directives_and_empty_responses_are_honoured() {
     let oic = send(p.addr(0), req("/a", &[("cache-control", "only-if-cached")])).await;
     assert_eq!(oic.status, 200, "stored now");
 }
+
+/// A fast hit reuses the stored head as first written; a listener with another request id field
+/// still gets its own id and the stored fields the first one replaced.
+#[tokio::test]
+async fn hits_on_listeners_with_different_request_id_fields() {
+    let origin = origin_with(&[
+        ("cache-control", "max-age=60"),
+        ("x-request-id", "from-origin"),
+        ("x-trace", "from-origin"),
+    ])
+    .await;
+    let cfg = config(&origin, "").replace(
+        "[[listener]]\nlisten = \"127.0.0.1:0\"\n",
+        "[[listener]]\nlisten = \"127.0.0.1:0\"\n[[listener]]\nlisten = \"127.0.0.2:0\"\nrequest_id_header = \"x-trace\"\n",
+    );
+    let p = proxy(&cfg).await;
+    let stored = send(p.addr(0), req("/ids", &[("x-request-id", "client-a")])).await;
+    assert_eq!(stored.body, "response 1");
+    for _ in 0..2 {
+        let a = send(p.addr(0), req("/ids", &[("x-request-id", "client-a")])).await;
+        assert!(
+            a.header("cache-status").starts_with("frontdesk; hit"),
+            "{:?}",
+            a.headers
+        );
+        assert_eq!(a.headers.get_all("x-request-id").iter().count(), 1);
+        assert_eq!(a.header("x-request-id"), "client-a");
+        assert_eq!(a.header("x-trace"), "from-origin");
+        let b = send(p.addr(1), req("/ids", &[("x-trace", "client-b")])).await;
+        assert!(
+            b.header("cache-status").starts_with("frontdesk; hit"),
+            "{:?}",
+            b.headers
+        );
+        assert_eq!(b.headers.get_all("x-trace").iter().count(), 1);
+        assert_eq!(b.header("x-trace"), "client-b");
+        assert_eq!(b.header("x-request-id"), "from-origin");
+    }
+    assert_eq!(origin.requests(), 1);
+}

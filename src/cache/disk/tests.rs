@@ -31,6 +31,7 @@ fn entry(url: &str, body: &str, vary_key: &str) -> Entry {
         stale_if_error: Duration::ZERO,
         may_serve_stale: true,
         encoded: false,
+        memo: Default::default(),
     }
 }
 

@@ -38,15 +38,23 @@ pub(super) struct Outcome {
     pub next: Next,
 }
 
-pub(crate) async fn run<T>(io: &mut T, c: &mut Conn, info: &ConnInfo, rt: &Runtime, snap: &Snapshot) -> Next
-where
-    T: AsyncRead + AsyncWrite + Unpin,
-{
-    let started = rt.access_log().is_some().then(Instant::now);
+/// What the fast path does with a parsed request, decided without awaiting.
+pub(crate) enum Plan<'s> {
+    /// Continue the connection on hyper.
+    Handoff,
+    /// Run the request through the general pipeline on this connection.
+    General,
+    NoRoute(RequestId),
+    Proxy(&'s Route, &'s Upstream, RequestId),
+    /// A fresh cache hit, its head already in the write buffer.
+    Hit(&'s Route, super::hit::Ready, RequestId),
+}
+
+pub(crate) fn plan<'s>(c: &mut Conn, info: &ConnInfo, snap: &'s Snapshot) -> Plan<'s> {
     let listener = &info.listener;
     let head = &c.head;
     if listener.redirect_https.is_some() || head.chunked || head.upgrade || head.expect || head.http10 {
-        return Next::Handoff;
+        return Plan::Handoff;
     }
     let buf = &c.rbuf[..];
     let view = RawRequest { buf, head };
@@ -58,26 +66,87 @@ where
             && !route.compresses()
             && route.stages.iter().all(|s| s.works_on_raw_heads());
         if !fast {
-            return super::general::serve_or_handoff(io, c, info, rt).await;
+            return Plan::General;
         }
     }
-    let id_name = listener.request_id_header.as_str().as_bytes();
     let request_id = RequestId::new(view.header(listener.request_id_header.as_str()));
-    let request_id = request_id.as_bytes();
-    let consumed = head.len + head.content_length.unwrap_or(0) as usize;
-    let outcome = match route {
-        None => refuse(io, c, ProxyError::NoRoute, id_name, request_id, consumed).await,
+    match route {
+        None => Plan::NoRoute(request_id),
         Some(route) => match (&route.action, super::hit::cache_of(route)) {
             (Action::Proxy(_), Some(cache)) => {
-                match super::hit::serve(io, c, info, route, cache, id_name, request_id).await {
-                    Some(outcome) => outcome,
-                    None => return super::general::serve_or_handoff(io, c, info, rt).await,
+                let id_name = &listener.request_id_header;
+                let id = request_id.as_bytes();
+                match super::hit::prepare(buf, head, &mut c.wbuf, info, route, cache, &host, id_name, id) {
+                    Some(ready) => Plan::Hit(route, ready, request_id),
+                    None => Plan::General,
                 }
             }
-            (Action::Proxy(up), None) => proxy(io, c, info, route, up, id_name, request_id).await,
-            _ => return Next::Handoff,
+            (Action::Proxy(up), None) => Plan::Proxy(route, up, request_id),
+            _ => Plan::Handoff,
         },
+    }
+}
+
+/// Serves a fresh hit `plan` found (small enough to run in the connection's own future).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn send_hit<T>(
+    io: &mut T,
+    c: &mut Conn,
+    info: &ConnInfo,
+    rt: &Runtime,
+    started: Option<Instant>,
+    route: &Route,
+    ready: super::hit::Ready,
+    request_id: RequestId,
+) -> Next
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let outcome = super::hit::send(io, &mut c.wbuf, ready).await;
+    c.last_active = tokio::time::Instant::now();
+    finish(c, info, rt, started, Some(route), request_id.as_bytes(), outcome)
+}
+
+pub(crate) async fn run<T>(
+    io: &mut T,
+    c: &mut Conn,
+    info: &ConnInfo,
+    rt: &Runtime,
+    started: Option<Instant>,
+    plan: Plan<'_>,
+) -> Next
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let id_name = info.listener.request_id_header.as_str().as_bytes();
+    let (route, outcome, request_id) = match plan {
+        Plan::Handoff => return Next::Handoff,
+        Plan::General => return super::general::serve_or_handoff(io, c, info, rt).await,
+        Plan::Hit(route, ready, id) => return send_hit(io, c, info, rt, started, route, ready, id).await,
+        Plan::NoRoute(id) => {
+            let consumed = c.head.len + c.head.content_length.unwrap_or(0) as usize;
+            let outcome = refuse(io, c, ProxyError::NoRoute, id_name, id.as_bytes(), consumed).await;
+            (None, outcome, id)
+        }
+        Plan::Proxy(route, up, id) => (
+            Some(route),
+            proxy(io, c, info, route, up, id_name, id.as_bytes()).await,
+            id,
+        ),
     };
+    finish(c, info, rt, started, route, request_id.as_bytes(), outcome)
+}
+
+/// Writes the access log entry of a finished exchange; what happens to the connection next.
+fn finish(
+    c: &Conn,
+    info: &ConnInfo,
+    rt: &Runtime,
+    started: Option<Instant>,
+    route: Option<&Route>,
+    request_id: &[u8],
+    outcome: Outcome,
+) -> Next {
     if let (Some(log), Some(started)) = (rt.access_log(), started) {
         let (buf, head) = (&c.rbuf[..], &c.head);
         let view = RawRequest { buf, head };
@@ -104,7 +173,7 @@ where
 
 /// The client's request id when it sent a usable one, else a fresh random one; kept inline so
 /// no allocation is needed per request.
-struct RequestId {
+pub(crate) struct RequestId {
     bytes: [u8; 200],
     len: usize,
 }

@@ -2,15 +2,20 @@
 //! from the raw request head, without building a request or a header map. Everything else on a
 //! cached route (misses, stale entries, conditionals, ranges, request directives) is handed to
 //! the general path, which owns the cache's full logic.
+//!
+//! A hit is decided and its head written without awaiting (`prepare`), so the connection serves
+//! it in its own future; only the proxying exchange, whose state is large, is boxed.
 
 use super::exchange::Outcome;
-use super::head::RawRequest;
+use super::head::{RawRequest, RequestHead};
 use super::write::{self, line};
-use super::{Conn, Next};
+use super::Next;
+use crate::cache::store::{Entry, RenderedHead};
 use crate::cache::{status, Cache};
 use crate::route::{RequestView, Route};
 use crate::server::conn::ConnInfo;
 use http::header;
+use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
@@ -38,21 +43,35 @@ pub(super) fn cache_of(route: &Route) -> Option<&Cache> {
     route.cache.as_deref()
 }
 
-/// Answers from the cache when it can; `None` means hand the request to the general path.
+/// A hit whose head is in the connection's write buffer.
+pub(super) struct Ready {
+    entry: Arc<Entry>,
+    close: bool,
+    consumed: usize,
+}
+
+/// Stored fields a hit never copies: it writes its own.
+fn written_by_hit(name: &header::HeaderName) -> bool {
+    name == header::CONTENT_LENGTH
+        || name == header::AGE
+        || name == header::ACCEPT_RANGES
+        || name.as_str() == status::NAME
+}
+
+/// Looks the request up and, on a fresh hit, writes the response head into `out`; `None`
+/// means hand the request to the general path.
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn serve<T>(
-    io: &mut T,
-    c: &mut Conn,
+pub(super) fn prepare(
+    buf: &[u8],
+    head: &RequestHead,
+    out: &mut Vec<u8>,
     info: &ConnInfo,
     route: &Route,
     cache: &Cache,
-    id_name: &[u8],
+    host: &str,
+    id_name: &header::HeaderName,
     request_id: &[u8],
-) -> Option<Outcome>
-where
-    T: AsyncWrite + Unpin,
-{
-    let (buf, head) = (&c.rbuf[..], &c.head);
+) -> Option<Ready> {
     let view = RawRequest { buf, head };
     if view.method() != "GET"
         || head.content_length.is_some_and(|n| n > 0)
@@ -64,35 +83,27 @@ where
     let scheme = if info.listener.tls.is_some() { "https" } else { "http" };
     let path = route.rewrite.apply(view.path());
     let raw_host = head.host.as_ref().map(|r| &buf[r.clone()]);
-    let host = super::exchange::routing_host(raw_host.unwrap_or(b""));
-    let hit = cache.fresh_hit(&view, &path, scheme, &host, raw_host, SystemTime::now())?;
-    let entry = &hit.entry;
+    let hit = cache.fresh_hit(&view, &path, scheme, host, raw_host, SystemTime::now())?;
+    let entry = hit.entry;
     let ops: Vec<&crate::transform::HeaderOps> = route.stages.iter().filter_map(|s| s.response_header_ops()).collect();
-    let close = head.close;
-    let consumed = head.len;
 
-    let out = &mut c.wbuf;
     out.clear();
-    write::status_line(out, entry.status);
-    for (name, value) in &entry.headers {
-        let n = name.as_str().as_bytes();
-        if name == header::CONTENT_LENGTH
-            || name == header::AGE
-            || name == header::ACCEPT_RANGES
-            || n == status::NAME.as_bytes()
-            || n.eq_ignore_ascii_case(id_name)
-            || ops.iter().any(|o| o.replaces(n))
-        {
-            continue;
+    if ops.is_empty() {
+        let rendered = entry.memo.h1_head.get_or_init(|| render(&entry, id_name));
+        if rendered.without == *id_name {
+            out.extend_from_slice(&rendered.bytes);
+        } else {
+            write_head(out, &entry, id_name.as_str().as_bytes(), &[]);
         }
-        line(out, n, value.as_bytes());
+    } else {
+        write_head(out, &entry, id_name.as_str().as_bytes(), &ops);
     }
     out.extend_from_slice(b"age: ");
     write::decimal(out, hit.age);
     out.extend_from_slice(b"\r\naccept-ranges: bytes\r\ncache-status: frontdesk; hit; ttl=");
     write::decimal(out, hit.ttl.max(0) as u64);
     out.extend_from_slice(b"\r\n");
-    line(out, id_name, request_id);
+    line(out, id_name.as_str().as_bytes(), request_id);
     for o in &ops {
         o.write_raw(out);
     }
@@ -101,10 +112,45 @@ where
         write::decimal(out, entry.body.len() as u64);
         out.extend_from_slice(b"\r\n");
     }
-    if close {
+    if head.close {
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    Some(Ready {
+        entry,
+        close: head.close,
+        consumed: head.len,
+    })
+}
+
+/// The status line and the stored fields a hit copies (all but its own, `id_name` and those
+/// the route's response header operations replace).
+fn write_head(out: &mut Vec<u8>, entry: &Entry, id_name: &[u8], ops: &[&crate::transform::HeaderOps]) {
+    write::status_line(out, entry.status);
+    for (name, value) in &entry.headers {
+        let n = name.as_str().as_bytes();
+        if written_by_hit(name) || n.eq_ignore_ascii_case(id_name) || ops.iter().any(|o| o.replaces(n)) {
+            continue;
+        }
+        line(out, n, value.as_bytes());
+    }
+}
+
+fn render(entry: &Entry, id_name: &header::HeaderName) -> RenderedHead {
+    let mut bytes = Vec::with_capacity(256);
+    write_head(&mut bytes, entry, id_name.as_str().as_bytes(), &[]);
+    RenderedHead {
+        without: id_name.clone(),
+        bytes: bytes.into_boxed_slice(),
+    }
+}
+
+/// Writes the prepared head and the body.
+pub(super) async fn send<T>(io: &mut T, out: &mut Vec<u8>, hit: Ready) -> Outcome
+where
+    T: AsyncWrite + Unpin,
+{
+    let entry = &hit.entry;
     let body = &entry.body;
     let ok = if body.len() <= COALESCE_BODY {
         out.extend_from_slice(body);
@@ -112,18 +158,17 @@ where
     } else {
         write::head_and_body(io, out, body).await.is_ok()
     };
-    c.last_active = tokio::time::Instant::now();
-    Some(Outcome {
+    Outcome {
         status: entry.status.as_u16(),
         bytes_out: if ok { body.len() as u64 } else { 0 },
         complete: ok,
         upstream: None,
         upstream_time: None,
         error: None,
-        next: if close || !ok {
+        next: if hit.close || !ok {
             Next::Close
         } else {
-            Next::KeepAlive { consumed }
+            Next::KeepAlive { consumed: hit.consumed }
         },
-    })
+    }
 }

@@ -1,7 +1,7 @@
 //! Built without the `acceleration` feature: no route has a cache, so there are no hits to serve.
 
 use super::exchange::Outcome;
-use super::Conn;
+use super::head::RequestHead;
 use crate::route::Route;
 use crate::server::conn::ConnInfo;
 use tokio::io::AsyncWrite;
@@ -9,22 +9,31 @@ use tokio::io::AsyncWrite;
 /// Stands for a cache zone; no value of it exists in this build.
 pub(super) enum NoCache {}
 
+/// Stands for a prepared hit; no value of it exists in this build.
+pub(super) enum Ready {}
+
 pub(super) fn cache_of(_route: &Route) -> Option<&NoCache> {
     None
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn serve<T>(
-    _io: &mut T,
-    _c: &mut Conn,
+pub(super) fn prepare(
+    _buf: &[u8],
+    _head: &RequestHead,
+    _out: &mut Vec<u8>,
     _info: &ConnInfo,
     _route: &Route,
     cache: &NoCache,
-    _id_name: &[u8],
+    _host: &str,
+    _id_name: &http::HeaderName,
     _request_id: &[u8],
-) -> Option<Outcome>
+) -> Option<Ready> {
+    match *cache {}
+}
+
+pub(super) async fn send<T>(_io: &mut T, _out: &mut Vec<u8>, hit: Ready) -> Outcome
 where
     T: AsyncWrite + Unpin,
 {
-    match *cache {}
+    match hit {}
 }

@@ -127,9 +127,16 @@ where
             c.snap = rt.snapshot();
         }
         let snap = c.snap.clone();
-        // Boxed: the exchange's state is large and only needed while a request is in flight,
-        // not while the connection idles.
-        match Box::pin(exchange::run(&mut io, &mut c, &info, &rt, &snap)).await {
+        let started = rt.access_log().is_some().then(std::time::Instant::now);
+        let next = match exchange::plan(&mut c, &info, &snap) {
+            exchange::Plan::Hit(route, ready, id) => {
+                exchange::send_hit(&mut io, &mut c, &info, &rt, started, route, ready, id).await
+            }
+            // Boxed: the exchange's state is large and only needed while a request is in
+            // flight, not while the connection idles.
+            plan => Box::pin(exchange::run(&mut io, &mut c, &info, &rt, started, plan)).await,
+        };
+        match next {
             Next::KeepAlive { consumed } => c.rbuf.advance(consumed),
             Next::Close => {
                 let _ = io.shutdown().await;
