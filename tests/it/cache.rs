@@ -641,3 +641,33 @@ async fn hits_on_listeners_with_different_request_id_fields() {
     }
     assert_eq!(origin.requests(), 1);
 }
+
+/// Hits served on the fast path are logged like other requests, with the id they were sent.
+#[tokio::test]
+async fn hits_are_access_logged_with_their_request_id() {
+    let dir = crate::harness::tls::temp_dir("hitlog");
+    let log = dir.join("access.log");
+    let origin = origin_with(&[("cache-control", "max-age=60")]).await;
+    let cfg = config(&origin, "").replace("access = \"off\"", &format!("access = \"{}\"", log.display()));
+    let p = proxy(&cfg).await;
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        answers.push(send(p.addr(0), req("/logged", &[])).await);
+    }
+    assert!(answers[2].header("cache-status").starts_with("frontdesk; hit"));
+    let logp = &log;
+    eventually(Duration::from_secs(5), "three log lines", || async move {
+        std::fs::read_to_string(logp)
+            .map(|s| s.lines().count() == 3)
+            .unwrap_or(false)
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    for (line, answer) in text.lines().zip(&answers) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["path"], "/logged");
+        assert_eq!(v["request_id"], answer.header("x-request-id"), "{line}");
+        assert_eq!(answer.header("x-request-id").len(), 32);
+    }
+}

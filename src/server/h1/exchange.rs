@@ -44,10 +44,10 @@ pub(crate) enum Plan<'s> {
     Handoff,
     /// Run the request through the general pipeline on this connection.
     General,
-    NoRoute(RequestId),
-    Proxy(&'s Route, &'s Upstream, RequestId),
+    NoRoute,
+    Proxy(&'s Route, &'s Upstream),
     /// A fresh cache hit, its head already in the write buffer.
-    Hit(&'s Route, super::hit::Ready, RequestId),
+    Hit(&'s Route, super::hit::Ready),
 }
 
 pub(crate) fn plan<'s>(c: &mut Conn, info: &ConnInfo, snap: &'s Snapshot) -> Plan<'s> {
@@ -69,19 +69,18 @@ pub(crate) fn plan<'s>(c: &mut Conn, info: &ConnInfo, snap: &'s Snapshot) -> Pla
             return Plan::General;
         }
     }
-    let request_id = RequestId::new(view.header(listener.request_id_header.as_str()));
     match route {
-        None => Plan::NoRoute(request_id),
+        None => Plan::NoRoute,
         Some(route) => match (&route.action, super::hit::cache_of(route)) {
             (Action::Proxy(_), Some(cache)) => {
-                let id_name = &listener.request_id_header;
-                let id = request_id.as_bytes();
+                let request_id = RequestId::new(view.header(listener.request_id_header.as_str()));
+                let (id_name, id) = (&listener.request_id_header, request_id.as_bytes());
                 match super::hit::prepare(buf, head, &mut c.wbuf, info, route, cache, &host, id_name, id) {
-                    Some(ready) => Plan::Hit(route, ready, request_id),
+                    Some(ready) => Plan::Hit(route, ready),
                     None => Plan::General,
                 }
             }
-            (Action::Proxy(up), None) => Plan::Proxy(route, up, request_id),
+            (Action::Proxy(up), None) => Plan::Proxy(route, up),
             _ => Plan::Handoff,
         },
     }
@@ -97,14 +96,16 @@ pub(crate) async fn send_hit<T>(
     started: Option<Instant>,
     route: &Route,
     ready: super::hit::Ready,
-    request_id: RequestId,
 ) -> Next
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
-    let outcome = super::hit::send(io, &mut c.wbuf, ready).await;
+    let id = ready.request_id();
+    let ok = super::hit::send(io, &c.wbuf, &ready).await;
+    let outcome = ready.outcome(ok);
     c.last_active = tokio::time::Instant::now();
-    finish(c, info, rt, started, Some(route), request_id.as_bytes(), outcome)
+    // The id as written into the head.
+    finish(c, info, rt, started, Some(route), &c.wbuf[id], outcome)
 }
 
 pub(crate) async fn run<T>(
@@ -118,20 +119,29 @@ pub(crate) async fn run<T>(
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
-    let id_name = info.listener.request_id_header.as_str().as_bytes();
-    let (route, outcome, request_id) = match plan {
+    let id_name = info.listener.request_id_header.as_str();
+    let request_id = RequestId::new(
+        RawRequest {
+            buf: &c.rbuf,
+            head: &c.head,
+        }
+        .header(id_name),
+    );
+    let id_name = id_name.as_bytes();
+    let (route, outcome) = match plan {
         Plan::Handoff => return Next::Handoff,
         Plan::General => return super::general::serve_or_handoff(io, c, info, rt).await,
-        Plan::Hit(route, ready, id) => return send_hit(io, c, info, rt, started, route, ready, id).await,
-        Plan::NoRoute(id) => {
+        Plan::Hit(route, ready) => return send_hit(io, c, info, rt, started, route, ready).await,
+        Plan::NoRoute => {
             let consumed = c.head.len + c.head.content_length.unwrap_or(0) as usize;
-            let outcome = refuse(io, c, ProxyError::NoRoute, id_name, id.as_bytes(), consumed).await;
-            (None, outcome, id)
+            (
+                None,
+                refuse(io, c, ProxyError::NoRoute, id_name, request_id.as_bytes(), consumed).await,
+            )
         }
-        Plan::Proxy(route, up, id) => (
+        Plan::Proxy(route, up) => (
             Some(route),
-            proxy(io, c, info, route, up, id_name, id.as_bytes()).await,
-            id,
+            proxy(io, c, info, route, up, id_name, request_id.as_bytes()).await,
         ),
     };
     finish(c, info, rt, started, route, request_id.as_bytes(), outcome)
@@ -173,7 +183,7 @@ fn finish(
 
 /// The client's request id when it sent a usable one, else a fresh random one; kept inline so
 /// no allocation is needed per request.
-pub(crate) struct RequestId {
+struct RequestId {
     bytes: [u8; 200],
     len: usize,
 }

@@ -48,6 +48,14 @@ pub(super) struct Ready {
     entry: Arc<Entry>,
     close: bool,
     consumed: usize,
+    /// Where the request id is in the head (for the access log).
+    id_at: (u32, u32),
+}
+
+impl Ready {
+    pub(super) fn request_id(&self) -> std::ops::Range<usize> {
+        self.id_at.0 as usize..self.id_at.1 as usize
+    }
 }
 
 /// Stored fields a hit never copies: it writes its own.
@@ -103,7 +111,11 @@ pub(super) fn prepare(
     out.extend_from_slice(b"\r\naccept-ranges: bytes\r\ncache-status: frontdesk; hit; ttl=");
     write::decimal(out, hit.ttl.max(0) as u64);
     out.extend_from_slice(b"\r\n");
-    line(out, id_name.as_str().as_bytes(), request_id);
+    out.extend_from_slice(id_name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    let id_at = (out.len() as u32, (out.len() + request_id.len()) as u32);
+    out.extend_from_slice(request_id);
+    out.extend_from_slice(b"\r\n");
     for o in &ops {
         o.write_raw(out);
     }
@@ -116,10 +128,14 @@ pub(super) fn prepare(
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    if entry.body.len() <= COALESCE_BODY {
+        out.extend_from_slice(&entry.body);
+    }
     Some(Ready {
         entry,
         close: head.close,
         consumed: head.len,
+        id_at,
     })
 }
 
@@ -145,30 +161,36 @@ fn render(entry: &Entry, id_name: &header::HeaderName) -> RenderedHead {
     }
 }
 
-/// Writes the prepared head and the body.
-pub(super) async fn send<T>(io: &mut T, out: &mut Vec<u8>, hit: Ready) -> Outcome
+/// Writes the prepared head and the body (a small one is already behind the head).
+pub(super) async fn send<T>(io: &mut T, out: &[u8], hit: &Ready) -> bool
 where
     T: AsyncWrite + Unpin,
 {
-    let entry = &hit.entry;
-    let body = &entry.body;
-    let ok = if body.len() <= COALESCE_BODY {
-        out.extend_from_slice(body);
+    let body = &hit.entry.body;
+    if body.len() <= COALESCE_BODY {
         io.write_all(out).await.is_ok()
     } else {
-        write::head_and_body(io, out, body).await.is_ok()
-    };
-    Outcome {
-        status: entry.status.as_u16(),
-        bytes_out: if ok { body.len() as u64 } else { 0 },
-        complete: ok,
-        upstream: None,
-        upstream_time: None,
-        error: None,
-        next: if hit.close || !ok {
-            Next::Close
-        } else {
-            Next::KeepAlive { consumed: hit.consumed }
-        },
+        // Boxed: rare, and it keeps the connection's own future (alive while idle) small.
+        Box::pin(write::head_and_body(io, out, body)).await.is_ok()
+    }
+}
+
+impl Ready {
+    pub(super) fn outcome(self, ok: bool) -> Outcome {
+        Outcome {
+            status: self.entry.status.as_u16(),
+            bytes_out: if ok { self.entry.body.len() as u64 } else { 0 },
+            complete: ok,
+            upstream: None,
+            upstream_time: None,
+            error: None,
+            next: if self.close || !ok {
+                Next::Close
+            } else {
+                Next::KeepAlive {
+                    consumed: self.consumed,
+                }
+            },
+        }
     }
 }

@@ -12,6 +12,16 @@ pub(super) enum NoCache {}
 /// Stands for a prepared hit; no value of it exists in this build.
 pub(super) enum Ready {}
 
+impl Ready {
+    pub(super) fn request_id(&self) -> std::ops::Range<usize> {
+        match *self {}
+    }
+
+    pub(super) fn outcome(self, _ok: bool) -> Outcome {
+        match self {}
+    }
+}
+
 pub(super) fn cache_of(_route: &Route) -> Option<&NoCache> {
     None
 }
@@ -31,9 +41,9 @@ pub(super) fn prepare(
     match *cache {}
 }
 
-pub(super) async fn send<T>(_io: &mut T, _out: &mut Vec<u8>, hit: Ready) -> Outcome
+pub(super) async fn send<T>(_io: &mut T, _out: &[u8], hit: &Ready) -> bool
 where
     T: AsyncWrite + Unpin,
 {
-    match hit {}
+    match *hit {}
 }

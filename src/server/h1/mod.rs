@@ -129,8 +129,8 @@ where
         let snap = c.snap.clone();
         let started = rt.access_log().is_some().then(std::time::Instant::now);
         let next = match exchange::plan(&mut c, &info, &snap) {
-            exchange::Plan::Hit(route, ready, id) => {
-                exchange::send_hit(&mut io, &mut c, &info, &rt, started, route, ready, id).await
+            exchange::Plan::Hit(route, ready) => {
+                exchange::send_hit(&mut io, &mut c, &info, &rt, started, route, ready).await
             }
             // Boxed: the exchange's state is large and only needed while a request is in
             // flight, not while the connection idles.
