@@ -91,13 +91,13 @@ pub(super) async fn send(
                     if parsed.status == 101 {
                         return Err(failed("unexpected 101 Switching Protocols".into()));
                     }
+                    let head = buf.split_to(parsed.len).freeze();
                     if let (Some(sink), Ok(status)) = (interim, StatusCode::from_u16(parsed.status)) {
                         if forwardable(status) {
-                            let headers = header_map(&parsed, &buf).map_err(|e| failed(e.into()))?;
+                            let headers = header_map(&parsed, &head).map_err(|e| failed(e.into()))?;
                             sink.send(InterimHead { status, headers });
                         }
                     }
-                    buf.advance(parsed.len);
                     if buf.is_empty() {
                         break;
                     }
@@ -181,11 +181,14 @@ fn request_head(req: &Request<RequestBody>) -> Vec<u8> {
     out
 }
 
-fn header_map(head: &ResponseHead, buf: &[u8]) -> Result<HeaderMap, &'static str> {
-    let mut map = HeaderMap::with_capacity(head.headers.len());
+/// The head's fields; values share `buf` (the head as read) instead of each being copied.
+fn header_map(head: &ResponseHead, buf: &Bytes) -> Result<HeaderMap, &'static str> {
+    // Room for what is added on the way out (request id, Date, Cache-Status) without a rehash.
+    let mut map = HeaderMap::with_capacity(head.headers.len() + 4);
     for (n, v) in &head.headers {
         let name = HeaderName::from_bytes(&buf[n.clone()]).map_err(|_| "invalid header name in response")?;
-        let value = HeaderValue::from_bytes(&buf[v.clone()]).map_err(|_| "invalid header value in response")?;
+        let value =
+            HeaderValue::from_maybe_shared(buf.slice(v.clone())).map_err(|_| "invalid header value in response")?;
         map.append(name, value);
     }
     Ok(map)
@@ -200,7 +203,8 @@ fn response(
     max_idle: usize,
 ) -> Result<Response<RawBody>, &'static str> {
     let status = StatusCode::from_u16(head.status).map_err(|_| "invalid status in response")?;
-    let mut headers = header_map(head, &buf)?;
+    let head_bytes = buf.split_to(head.len).freeze();
+    let mut headers = header_map(head, &head_bytes)?;
     if head.chunked {
         // RFC 9112 §6.3: Transfer-Encoding wins; the length is the decoded body's.
         headers.remove(header::CONTENT_LENGTH);
@@ -215,7 +219,6 @@ fn response(
     } else {
         Framing::Close
     };
-    buf.advance(head.len);
     let mut body = RawBody {
         stream: Some(stream),
         buf,

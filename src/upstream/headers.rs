@@ -21,9 +21,12 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// (WebSocket handshakes); `TE: trailers` is kept because gRPC needs it end to end.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // Most messages carry none: one pass over the names instead of a removal per field.
-    let any = headers
-        .keys()
-        .any(|k| *k == header::CONNECTION || *k == header::TE || HOP_BY_HOP.contains(k));
+    let any = headers.keys().any(|k| {
+        matches!(
+            k.as_str(),
+            "connection" | "te" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" | "trailer"
+        )
+    });
     if !any {
         return;
     }
@@ -94,6 +97,9 @@ pub struct ClientFacts<'a> {
 }
 
 pub fn add_forwarded(headers: &mut HeaderMap, facts: &ClientFacts) {
+    // Room for the four fields below and the request id the pipeline adds next, at once (one
+    // rehash at most, not one per insert).
+    headers.reserve(5);
     let ip = &facts.ip.text;
     if facts.trusted {
         let prior: Vec<&str> = headers
@@ -136,7 +142,12 @@ pub fn add_forwarded(headers: &mut HeaderMap, facts: &ClientFacts) {
             element.push_str(facts.host);
         } else {
             element.push('"');
-            element.push_str(&facts.host.replace('\\', "\\\\").replace('"', "\\\""));
+            for ch in facts.host.chars() {
+                if ch == '\\' || ch == '"' {
+                    element.push('\\');
+                }
+                element.push(ch);
+            }
             element.push('"');
         }
     }
@@ -154,11 +165,23 @@ pub fn add_forwarded(headers: &mut HeaderMap, facts: &ClientFacts) {
     } else {
         format!("{}, {element}", prior.join(", "))
     };
-    set(headers, header::FORWARDED, &value);
+    set_owned(headers, header::FORWARDED, value);
 }
 
 fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     match HeaderValue::from_str(value) {
+        Ok(v) => {
+            headers.insert(name, v);
+        }
+        Err(_) => {
+            headers.remove(name);
+        }
+    }
+}
+
+/// As `set`, taking the text's buffer instead of copying it.
+fn set_owned(headers: &mut HeaderMap, name: HeaderName, value: String) {
+    match HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
         Ok(v) => {
             headers.insert(name, v);
         }
@@ -239,6 +262,16 @@ mod tests {
         assert_eq!(
             h.get("forwarded").unwrap(),
             "for=1.1.1.1, for=\"[::1]\";proto=http;host=\"a.test:8080\""
+        );
+        let mut h = HeaderMap::new();
+        let facts = ClientFacts {
+            host: "a\"b\\c",
+            ..facts
+        };
+        add_forwarded(&mut h, &facts);
+        assert_eq!(
+            h.get("forwarded").unwrap(),
+            "for=\"[::1]\";proto=http;host=\"a\\\"b\\\\c\""
         );
     }
 }
