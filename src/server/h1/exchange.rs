@@ -119,6 +119,15 @@ pub(crate) async fn run<T>(
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
+    let target = match plan {
+        Plan::Handoff => return Next::Handoff,
+        Plan::General => return super::general::serve_or_handoff(io, c, info, rt).await,
+        Plan::Hit(route, ready) => return send_hit(io, c, info, rt, started, route, ready).await,
+        Plan::NoRoute => None,
+        Plan::Proxy(route, up) => Some((route, up)),
+    };
+    // Only requests this exchange answers itself take an id here (the others get theirs where
+    // they are answered).
     let id_name = info.listener.request_id_header.as_str();
     let request_id = RequestId::new(
         RawRequest {
@@ -127,24 +136,15 @@ where
         }
         .header(id_name),
     );
-    let id_name = id_name.as_bytes();
-    let (route, outcome) = match plan {
-        Plan::Handoff => return Next::Handoff,
-        Plan::General => return super::general::serve_or_handoff(io, c, info, rt).await,
-        Plan::Hit(route, ready) => return send_hit(io, c, info, rt, started, route, ready).await,
-        Plan::NoRoute => {
+    let (id_name, id) = (id_name.as_bytes(), request_id.as_bytes());
+    let outcome = match target {
+        Some((route, up)) => proxy(io, c, info, route, up, id_name, id).await,
+        None => {
             let consumed = c.head.len + c.head.content_length.unwrap_or(0) as usize;
-            (
-                None,
-                refuse(io, c, ProxyError::NoRoute, id_name, request_id.as_bytes(), consumed).await,
-            )
+            refuse(io, c, ProxyError::NoRoute, id_name, id, consumed).await
         }
-        Plan::Proxy(route, up) => (
-            Some(route),
-            proxy(io, c, info, route, up, id_name, request_id.as_bytes()).await,
-        ),
     };
-    finish(c, info, rt, started, route, request_id.as_bytes(), outcome)
+    finish(c, info, rt, started, target.map(|(route, _)| route), id, outcome)
 }
 
 /// Writes the access log entry of a finished exchange; what happens to the connection next.
