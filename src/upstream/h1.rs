@@ -69,16 +69,13 @@ pub(super) async fn send(
     if let Err(e) = stream.write_all(&head).await {
         return Err(if reused { RawError::Stale } else { failed(e.to_string()) });
     }
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = BytesMut::new();
     let mut parsed = ResponseHead::default();
     // Anything at all from the backend (an interim response counts): then a close is its
     // failure, not a stale pooled socket.
     let mut answered = false;
     loop {
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
-        match tokio::io::AsyncReadExt::read_buf(&mut stream, &mut buf).await {
+        match read_when_ready(&mut stream, &mut buf).await {
             Ok(0) | Err(_) if !answered && reused => return Err(RawError::Stale),
             Ok(0) => return Err(failed("connection closed before a complete response head".into())),
             Err(e) => return Err(failed(e.to_string())),
@@ -105,11 +102,36 @@ pub(super) async fn send(
                 Ok(ParsedResponse::Complete) => {
                     let mut stream = stream;
                     prefetch_small_body(req.method(), &parsed, &mut buf, &mut stream).await;
-                    return response(req.method(), &parsed, buf, stream, backend, up.pool.max_idle)
-                        .map_err(|e| failed(e.into()));
+                    let (head_bytes, rest) = detach(&parsed, buf);
+                    return response(
+                        req.method(),
+                        &parsed,
+                        head_bytes,
+                        rest,
+                        stream,
+                        backend,
+                        up.pool.max_idle,
+                    )
+                    .map_err(|e| failed(e.into()));
                 }
                 Err(reason) => return Err(failed(reason)),
             }
+        }
+    }
+}
+
+/// Reads what the socket has into `buf`, whose room is made only once the socket is readable:
+/// thousands of HTTP/2 streams can be waiting for their backends at once, and an empty read
+/// buffer for each would be most of the proxy's memory.
+async fn read_when_ready(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    loop {
+        stream.readable().await?;
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        match stream.try_read_buf(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            result => return result,
         }
     }
 }
@@ -130,6 +152,12 @@ async fn prefetch_small_body(method: &Method, head: &ResponseHead, buf: &mut Byt
     if buf.len() >= want {
         return;
     }
+    if buf.capacity() > 2 * want {
+        // The wait may be long, and many streams wait at once: hold only what they need.
+        let mut exact = BytesMut::with_capacity(want);
+        exact.extend_from_slice(buf);
+        *buf = exact;
+    }
     let read = async {
         while buf.len() < want {
             buf.reserve(want - buf.len());
@@ -145,6 +173,23 @@ async fn prefetch_small_body(method: &Method, head: &ResponseHead, buf: &mut Byt
 
 /// How long a small body is waited for before the head is passed on without it.
 const PREFETCH_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The head (and a small body that came whole with it) in a buffer of their own size, and
+/// the rest. The head's field values share their buffer, and an HTTP/2 stream keeps the head's
+/// and the body's buffers until the client has taken the response: with thousands of streams in
+/// flight, a read buffer's unused 16 KiB each would be most of the proxy's memory.
+fn detach(head: &ResponseHead, mut buf: BytesMut) -> (Bytes, BytesMut) {
+    if buf.len() <= DETACH_WHOLE {
+        let mut own = BytesMut::from(&buf[..]);
+        return (own.split_to(head.len).freeze(), own);
+    }
+    let head_bytes = Bytes::copy_from_slice(&buf[..head.len]);
+    buf.advance(head.len);
+    (head_bytes, buf)
+}
+
+/// What was read up to this size (the head and what came of the body) is copied out whole.
+const DETACH_WHOLE: usize = 4 * 1024;
 
 /// A plain TCP connection to `backend` (no delay), as both HTTP/1.1 clients of frontdesk — the
 /// fast path's relay and this one — use it.
@@ -197,13 +242,13 @@ fn header_map(head: &ResponseHead, buf: &Bytes) -> Result<HeaderMap, &'static st
 fn response(
     method: &Method,
     head: &ResponseHead,
-    mut buf: BytesMut,
+    head_bytes: Bytes,
+    buf: BytesMut,
     stream: TcpStream,
     backend: &Arc<Backend>,
     max_idle: usize,
 ) -> Result<Response<RawBody>, &'static str> {
     let status = StatusCode::from_u16(head.status).map_err(|_| "invalid status in response")?;
-    let head_bytes = buf.split_to(head.len).freeze();
     let mut headers = header_map(head, &head_bytes)?;
     if head.chunked {
         // RFC 9112 §6.3: Transfer-Encoding wins; the length is the decoded body's.
@@ -331,9 +376,6 @@ impl Body for RawBody {
             let Some(stream) = this.stream.as_mut() else {
                 return Poll::Ready(Some(Err("backend connection gone before the body ended".into())));
             };
-            if this.buf.capacity() - this.buf.len() < READ_CHUNK / 4 {
-                this.buf.reserve(READ_CHUNK);
-            }
             let n = match ready!(poll_read_buf(stream, cx, &mut this.buf)) {
                 Ok(n) => n,
                 Err(e) => return Poll::Ready(Some(Err(Box::new(e)))),
@@ -363,13 +405,56 @@ impl Body for RawBody {
     }
 }
 
-/// Reads what the socket has into `buf`.
+/// Reads what the socket has into `buf`, making its room only once there is something to read
+/// (as `read_when_ready`).
 fn poll_read_buf(stream: &mut TcpStream, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<std::io::Result<usize>> {
     loop {
         ready!(stream.poll_read_ready(cx))?;
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
         match stream.try_read_buf(buf) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             result => return Poll::Ready(result),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(buf: &[u8]) -> ResponseHead {
+        let mut head = ResponseHead::default();
+        assert!(matches!(head.parse(buf), Ok(ParsedResponse::Complete)));
+        head
+    }
+
+    #[test]
+    fn a_small_response_leaves_the_read_buffer_behind() {
+        let wire = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        buf.extend_from_slice(wire);
+        let head = parsed(&buf);
+        let (head_bytes, rest) = detach(&head, buf);
+        assert_eq!(&head_bytes[..], &wire[..head.len]);
+        assert_eq!(&rest[..], b"hello");
+        // Nothing in either piece may keep the 16 KiB read buffer alive.
+        assert!(rest.capacity() <= wire.len(), "rest keeps {} bytes", rest.capacity());
+        let map = header_map(&head, &head_bytes).unwrap();
+        assert_eq!(map[header::CONTENT_LENGTH], "5");
+    }
+
+    #[test]
+    fn a_large_response_keeps_its_body_in_the_read_buffer() {
+        let mut buf = BytesMut::with_capacity(2 * READ_CHUNK);
+        buf.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 65536\r\n\r\n");
+        let head_len = buf.len();
+        buf.extend_from_slice(&[b'x'; 10_000]);
+        let head = parsed(&buf);
+        let (head_bytes, rest) = detach(&head, buf);
+        assert_eq!(head_bytes.len(), head_len);
+        assert_eq!(rest.len(), 10_000);
+        assert!(rest.iter().all(|b| *b == b'x'));
     }
 }
