@@ -440,6 +440,7 @@ fn read_entry(path: &Path) -> Result<(String, Entry), &'static str> {
         status: StatusCode::from_u16(meta.status).map_err(|_| "bad status")?,
         headers: meta.headers,
         body,
+        sealed: None,
         url: meta.url,
         vary_key: meta.vary_key,
         req_host: meta.req_host.and_then(|h| http::HeaderValue::from_str(&h).ok()),

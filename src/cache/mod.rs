@@ -9,6 +9,7 @@ pub mod fill;
 pub mod key;
 mod policy;
 mod revalidate;
+pub mod sealed;
 pub mod status;
 pub mod store;
 
@@ -295,6 +296,7 @@ fn storable_entry(
         encoded,
         policy,
         body: Bytes::new(),
+        sealed: None,
         memo: Default::default(),
     })
 }

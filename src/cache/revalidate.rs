@@ -237,6 +237,7 @@ pub(super) fn refreshed_entry(old: &Entry, policy: CachePolicy, fresh: &HeaderMa
         status: old.status,
         headers,
         body: old.body.clone(),
+        sealed: old.sealed.clone(),
         url: old.url.clone(),
         vary_key: old.vary_key.clone(),
         req_host: old.req_host.clone(),

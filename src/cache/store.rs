@@ -19,6 +19,9 @@ pub struct Entry {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// A large body's sealed memory file (`body` is then its mapping), for hits sent with
+    /// `sendfile`; made when the entry enters the memory tier.
+    pub sealed: Option<Arc<super::sealed::SealedBody>>,
     /// The primary key's URL part (for purge by URL and prefix).
     pub url: String,
     /// Which variant this is: request header values named by the response's Vary.
@@ -102,6 +105,7 @@ pub struct Store {
     inflight: Mutex<HashMap<String, watch::Receiver<()>>>,
     pub capacity: u64,
     pub disk: Option<Arc<DiskTier>>,
+    files: Arc<super::sealed::FileBudget>,
 }
 
 /// Being first to miss a key makes a request the leader: it fetches, the others wait for it.
@@ -144,6 +148,7 @@ impl Store {
             entries,
             inflight: Mutex::new(HashMap::new()),
             capacity,
+            files: super::sealed::FileBudget::from_process_limit(),
             disk: disk.map(Arc::new),
         })
     }
@@ -185,7 +190,13 @@ impl Store {
         }
     }
 
-    fn insert_memory(&self, key: &str, entry: Entry) -> Arc<Entry> {
+    fn insert_memory(&self, key: &str, mut entry: Entry) -> Arc<Entry> {
+        if entry.sealed.is_none() {
+            if let Some((body, sealed)) = super::sealed::seal(&entry.body, &self.files) {
+                entry.body = body;
+                entry.sealed = Some(sealed);
+            }
+        }
         let mut list: Vec<Arc<Entry>> = self
             .entries
             .get(key)

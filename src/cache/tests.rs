@@ -265,6 +265,7 @@ fn memoised_age_matches_the_policy() {
         status: StatusCode::OK,
         headers: resp.headers.clone(),
         body: Bytes::new(),
+        sealed: None,
         url: "http://a/x".into(),
         vary_key: String::new(),
         req_host: None,

@@ -10,6 +10,8 @@ mod balance;
 mod cache;
 #[cfg(feature = "acceleration")]
 mod cache_disk;
+#[cfg(feature = "acceleration")]
+mod cache_large;
 mod cli;
 #[cfg(feature = "acceleration")]
 mod compress;

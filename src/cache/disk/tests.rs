@@ -23,6 +23,7 @@ fn entry(url: &str, body: &str, vary_key: &str) -> Entry {
         status: StatusCode::OK,
         headers: resp.headers.clone(),
         body: Bytes::from(body.to_string()),
+        sealed: None,
         url: url.to_string(),
         vary_key: vary_key.to_string(),
         req_host: None,

@@ -98,7 +98,7 @@ pub(crate) async fn send_hit<T>(
     ready: super::hit::Ready,
 ) -> Next
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: super::ClientStream,
 {
     let id = ready.request_id();
     let ok = super::hit::send(io, &c.wbuf, &ready).await;
@@ -117,7 +117,7 @@ pub(crate) async fn run<T>(
     plan: Plan<'_>,
 ) -> Next
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: super::ClientStream,
 {
     let target = match plan {
         Plan::Handoff => return Next::Handoff,

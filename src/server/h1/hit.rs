@@ -9,7 +9,8 @@
 use super::exchange::Outcome;
 use super::head::{RawRequest, RequestHead};
 use super::write::{self, line};
-use super::Next;
+use super::{ClientStream, Next};
+use crate::cache::sealed::{self, SealedBody};
 use crate::cache::store::{Entry, RenderedHead};
 use crate::cache::{status, Cache};
 use crate::route::{RequestView, Route};
@@ -17,7 +18,8 @@ use crate::server::conn::ConnInfo;
 use http::header;
 use std::sync::Arc;
 use std::time::SystemTime;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
 
 /// Bodies up to this size go out in the same write as the head.
 const COALESCE_BODY: usize = 16 * 1024;
@@ -162,17 +164,32 @@ fn render(entry: &Entry, id_name: &header::HeaderName) -> RenderedHead {
 }
 
 /// Writes the prepared head and the body (a small one is already behind the head).
-pub(super) async fn send<T>(io: &mut T, out: &[u8], hit: &Ready) -> bool
-where
-    T: AsyncWrite + Unpin,
-{
+pub(super) async fn send<T: ClientStream>(io: &mut T, out: &[u8], hit: &Ready) -> bool {
     let body = &hit.entry.body;
     if body.len() <= COALESCE_BODY {
-        io.write_all(out).await.is_ok()
-    } else {
-        // Boxed: rare, and it keeps the connection's own future (alive while idle) small.
-        Box::pin(write::head_and_body(io, out, body)).await.is_ok()
+        return io.write_all(out).await.is_ok();
     }
+    // Boxed: rare, and it keeps the connection's own future (alive while idle) small.
+    match (&hit.entry.sealed, io.plain_tcp()) {
+        (Some(sealed), Some(socket)) => Box::pin(send_sealed(socket, out, sealed)).await.is_ok(),
+        _ => Box::pin(write::head_and_body(io, out, body)).await.is_ok(),
+    }
+}
+
+/// The head, held back by the kernel (MSG_MORE) to go out in the same segments as the start of
+/// the body, and the body straight from its sealed file.
+async fn send_sealed(socket: &TcpStream, mut head: &[u8], body: &SealedBody) -> std::io::Result<()> {
+    let sock = socket2::SockRef::from(socket);
+    while !head.is_empty() {
+        socket.writable().await?;
+        match socket.try_io(Interest::WRITABLE, || sock.send_with_flags(head, libc::MSG_MORE)) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => head = &head[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    sealed::send(socket, body).await.map_err(|(_, e)| e)
 }
 
 impl Ready {

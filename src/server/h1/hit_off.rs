@@ -4,7 +4,6 @@ use super::exchange::Outcome;
 use super::head::RequestHead;
 use crate::route::Route;
 use crate::server::conn::ConnInfo;
-use tokio::io::AsyncWrite;
 
 /// Stands for a cache zone; no value of it exists in this build.
 pub(super) enum NoCache {}
@@ -41,9 +40,6 @@ pub(super) fn prepare(
     match *cache {}
 }
 
-pub(super) async fn send<T>(_io: &mut T, _out: &[u8], hit: &Ready) -> bool
-where
-    T: AsyncWrite + Unpin,
-{
+pub(super) async fn send<T>(_io: &mut T, _out: &[u8], hit: &Ready) -> bool {
     match *hit {}
 }

@@ -217,11 +217,21 @@ pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
         std::future::ready(Ok(()))
     }
+
+    /// The socket itself when nothing sits between it and the response bytes (no TLS), for
+    /// sending files with `sendfile`.
+    fn plain_tcp(&self) -> Option<&tokio::net::TcpStream> {
+        None
+    }
 }
 
 impl ClientStream for tokio::net::TcpStream {
     fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
         tokio::net::TcpStream::readable(self)
+    }
+
+    fn plain_tcp(&self) -> Option<&tokio::net::TcpStream> {
+        Some(self)
     }
 }
 
