@@ -28,6 +28,10 @@ pub struct Runtime {
     /// Cache stores by zone name: a reload keeps what is cached (unless the size changed).
     #[cfg(feature = "acceleration")]
     caches: Mutex<HashMap<String, Arc<Store>>>,
+    /// One budget of sealed body files for all zones, old and new: they share the process's
+    /// file descriptors.
+    #[cfg(feature = "acceleration")]
+    sealed_files: Arc<crate::cache::sealed::FileBudget>,
 }
 
 impl Runtime {
@@ -41,6 +45,8 @@ impl Runtime {
             maintenance: Mutex::new(None),
             #[cfg(feature = "acceleration")]
             caches: Mutex::new(HashMap::new()),
+            #[cfg(feature = "acceleration")]
+            sealed_files: crate::cache::sealed::FileBudget::from_process_limit(),
         });
         let weak = Arc::downgrade(&rt);
         let task = tokio::spawn(async move {
@@ -129,7 +135,7 @@ impl Runtime {
             }
         }
         let tier = disk.map(|(dir, size)| DiskTier::open(dir, size)).transpose()?;
-        let store = Store::new(capacity, tier);
+        let store = Store::new(capacity, tier, self.sealed_files.clone());
         map.insert(name.to_string(), store.clone());
         Ok(store)
     }

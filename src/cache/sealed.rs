@@ -7,11 +7,15 @@
 
 use bytes::Bytes;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Bodies at least this large are sealed; smaller ones go out with their head in one write.
 pub const SEAL_MIN: usize = 32 * 1024;
+
+/// Larger bodies stay on the heap: sealing copies the body on the worker thread that stores it,
+/// and this much takes about 0.1 ms.
+pub const SEAL_MAX: usize = 1024 * 1024;
 
 /// A stored body's sealed memory file.
 pub struct SealedBody {
@@ -26,11 +30,13 @@ impl Drop for SealedBody {
     }
 }
 
-/// How many sealed files a store may hold open: each is a file descriptor, and connections
-/// need theirs more.
+/// How many sealed files the process may hold open: each is a file descriptor (and a mapping),
+/// and connections need theirs more.
 pub struct FileBudget {
     open: AtomicUsize,
     max: usize,
+    /// The kernel has no sealed memory files: stop trying.
+    unsupported: AtomicBool,
 }
 
 impl FileBudget {
@@ -49,6 +55,7 @@ impl FileBudget {
         Arc::new(FileBudget {
             open: AtomicUsize::new(0),
             max: (soft / 4).min(16 * 1024),
+            unsupported: AtomicBool::new(false),
         })
     }
 
@@ -64,7 +71,7 @@ impl FileBudget {
 /// `body` in a sealed memory file, and the same bytes read from the file's mapping; `None` when
 /// the body is small, the budget is spent or the kernel refuses (the heap copy then serves).
 pub fn seal(body: &[u8], budget: &Arc<FileBudget>) -> Option<(Bytes, Arc<SealedBody>)> {
-    if body.len() < SEAL_MIN || !budget.take() {
+    if !(SEAL_MIN..=SEAL_MAX).contains(&body.len()) || budget.unsupported.load(Ordering::Relaxed) || !budget.take() {
         return None;
     }
     let sealed = SealedBody {
@@ -72,6 +79,11 @@ pub fn seal(body: &[u8], budget: &Arc<FileBudget>) -> Option<(Bytes, Arc<SealedB
             Ok(file) => file,
             Err(e) => {
                 budget.open.fetch_sub(1, Ordering::Relaxed);
+                if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EINVAL))
+                    && !budget.unsupported.swap(true, Ordering::Relaxed)
+                {
+                    tracing::warn!(error = %e, "no sealed memory files on this kernel; cached bodies stay on the heap and hits copy them");
+                }
                 tracing::debug!(error = %e, "cannot keep a cached body in a memory file; it stays on the heap");
                 return None;
             }
@@ -168,8 +180,10 @@ mod tests {
         let budget = Arc::new(FileBudget {
             open: AtomicUsize::new(0),
             max: 1,
+            unsupported: AtomicBool::new(false),
         });
         assert!(seal(&[0u8; 100], &budget).is_none());
+        assert!(seal(&vec![0u8; SEAL_MAX + 1], &budget).is_none());
         let big = vec![7u8; SEAL_MIN];
         let first = seal(&big, &budget).expect("sealed");
         assert!(seal(&big, &budget).is_none(), "the budget allows one");

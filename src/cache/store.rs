@@ -132,7 +132,7 @@ impl Drop for FlightGuard {
 }
 
 impl Store {
-    pub fn new(capacity: u64, disk: Option<DiskTier>) -> Arc<Store> {
+    pub fn new(capacity: u64, disk: Option<DiskTier>, files: Arc<super::sealed::FileBudget>) -> Arc<Store> {
         let entries = moka::sync::Cache::builder()
             .max_capacity(capacity)
             .weigher(|key: &String, variants: &Variants| {
@@ -148,7 +148,7 @@ impl Store {
             entries,
             inflight: Mutex::new(HashMap::new()),
             capacity,
-            files: super::sealed::FileBudget::from_process_limit(),
+            files,
             disk: disk.map(Arc::new),
         })
     }

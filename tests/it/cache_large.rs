@@ -7,12 +7,20 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 
-/// Odd-sized so its memory file is told apart from any other test's in this process.
-const LEN: usize = 4 * 1024 * 1024 + 12_345;
+/// Odd-sized so its memory file is told apart from any other test's in this process; as large as
+/// is sealed, so a hit takes more than one `sendfile` when the client is slower than the proxy.
+const LEN: usize = 1024 * 1024 - 12_345;
+
+/// Larger than is sealed: stays on the heap and goes out with a vectored write.
+const HEAP_LEN: usize = 2 * 1024 * 1024 + 7;
+
+fn body() -> String {
+    body_of(LEN)
+}
 
 /// Printable (the test client reads bodies as text) and never repeating within a few KiB.
-fn body() -> String {
-    (0..LEN)
+fn body_of(len: usize) -> String {
+    (0..len)
         .map(|i| char::from(33 + ((i % 251) * 7 + i / 4093) as u8 % 94))
         .collect()
 }
@@ -30,10 +38,11 @@ fn sealed_files_of_len(len: usize) -> usize {
 
 #[tokio::test]
 async fn large_hits_go_out_whole_from_their_sealed_file() {
-    let origin = Origin::start(|_| async {
+    let origin = Origin::start(|req| async move {
+        let len = if req.uri().path() == "/huge" { HEAP_LEN } else { LEN };
         http::Response::builder()
             .header("cache-control", "max-age=60")
-            .body(TestBody::text(body()))
+            .body(TestBody::text(body_of(len)))
             .unwrap()
     })
     .await;
@@ -80,9 +89,9 @@ cache = "big"
         assert!(hit.body == body(), "hit body differs from the origin's");
     }
     // The general path reads the same bytes through the file's mapping.
-    let part = send(p.addr(0), req(Some("bytes=4000000-4000009"))).await;
+    let part = send(p.addr(0), req(Some("bytes=1000000-1000009"))).await;
     assert_eq!(part.status, 206);
-    assert_eq!(part.body, body()[4_000_000..4_000_010]);
+    assert_eq!(part.body, body()[1_000_000..1_000_010]);
     let h2 = h2c(
         p.addr(0),
         Request::get("http://large.test/big").body(Full::default()).unwrap(),
@@ -91,4 +100,17 @@ cache = "big"
     assert!(h2.header("cache-status").contains("hit"), "{h2:?}");
     assert!(h2.body == body(), "HTTP/2 hit body differs");
     assert_eq!(origin.requests(), 1);
+
+    let huge = || {
+        Request::get("/huge")
+            .header("host", "large.test")
+            .body(Full::default())
+            .unwrap()
+    };
+    assert!(send(p.addr(0), huge()).await.header("cache-status").contains("stored"));
+    assert_eq!(sealed_files_of_len(HEAP_LEN), 0, "too large to seal");
+    let hit = send(p.addr(0), huge()).await;
+    assert!(hit.header("cache-status").contains("hit"), "{hit:?}");
+    assert!(hit.body == body_of(HEAP_LEN), "heap hit body differs");
+    assert_eq!(origin.requests(), 2);
 }

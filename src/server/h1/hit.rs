@@ -182,7 +182,9 @@ async fn send_sealed(socket: &TcpStream, mut head: &[u8], body: &SealedBody) -> 
     let sock = socket2::SockRef::from(socket);
     while !head.is_empty() {
         socket.writable().await?;
-        match socket.try_io(Interest::WRITABLE, || sock.send_with_flags(head, libc::MSG_MORE)) {
+        match socket.try_io(Interest::WRITABLE, || {
+            sock.send_with_flags(head, libc::MSG_MORE | libc::MSG_NOSIGNAL)
+        }) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => head = &head[n..],
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
