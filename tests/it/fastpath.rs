@@ -257,3 +257,51 @@ cache = "c"
     assert_eq!(origin.connections(), 1, "one upstream connection, reused");
     assert_eq!(origin.requests(), 4);
 }
+
+/// A response with a body of `len` bytes ('a'..'z' repeating) after its head; `sent` of them
+/// are actually written (fewer makes a backend that stops mid-body).
+fn long_response(len: usize, sent: usize) -> &'static [u8] {
+    let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n").into_bytes();
+    r.extend((0..sent).map(|i| b'a' + (i % 26) as u8));
+    Box::leak(r.into_boxed_slice())
+}
+
+#[tokio::test]
+async fn long_bodies_are_spliced_whole_and_both_connections_kept() {
+    const LEN: usize = 300_001;
+    let origin = RawOrigin::start(long_response(LEN, LEN), false).await;
+    let p = proxy(&config(origin.addr)).await;
+    let mut c = H1::connect(p.addr(0)).await;
+    for _ in 0..3 {
+        let a = c.get("x", "/long").await;
+        assert_eq!(a.status, 200);
+        assert_eq!(a.body.len(), LEN);
+        assert!(
+            a.body.bytes().enumerate().all(|(i, b)| b == b'a' + (i % 26) as u8),
+            "body differs"
+        );
+    }
+    assert!(!c.is_closed());
+    assert_eq!(origin.requests(), 3);
+    // The upstream socket went back to the pool after each body: exactly its length was read.
+    assert_eq!(origin.connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_long_body_cut_short_by_the_backend_closes_the_client() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = RawOrigin::start(long_response(200_000, 100_000), true).await;
+    let p = proxy(&config(origin.addr)).await;
+    let mut s = tokio::net::TcpStream::connect(p.addr(0)).await.unwrap();
+    s.write_all(b"GET /cut HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut got = Vec::new();
+    // The proxy must close the connection: the client cannot be told otherwise that the body
+    // ended short.
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got))
+        .await
+        .expect("the proxy closes the client connection")
+        .unwrap();
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").expect("a head") + 4;
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+    assert_eq!(got.len() - head_end, 100_000, "what the backend sent, and no more");
+}

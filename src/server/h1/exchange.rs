@@ -285,7 +285,7 @@ async fn proxy<T>(
     request_id: &[u8],
 ) -> Outcome
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: super::ClientStream,
 {
     let body_len = c.head.content_length.unwrap_or(0) as usize;
     let buffered_body = body_len.min(c.rbuf.len() - c.head.len);
@@ -617,7 +617,7 @@ async fn attempt_exchange<T>(
     now: Instant,
 ) -> Result<TcpStream, AttemptError>
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: super::ClientStream,
 {
     let (mut stream, reused) = match backend.pool.checkout_raw(up.pool.idle_timeout, now) {
         Some(s) if idempotent || upstream::pool::is_quiet(&s) => (s, true),
@@ -770,7 +770,7 @@ async fn relay_response<T>(
     read_timeout: Duration,
 ) -> (u64, bool, Option<TcpStream>, bool)
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: super::ClientStream,
 {
     let resp = &c.resp;
     let ubuf = &c.ubuf[..];
@@ -882,8 +882,24 @@ where
     if written.is_err() {
         return (sent, false, None, true);
     }
-    let mut chunk = std::mem::take(&mut c.ubuf);
     let mut complete = true;
+    if tracker.is_none() && !close_delimited && !upstream_done && left >= super::splice::SPLICE_MIN {
+        if let Some(client) = io.plain_tcp() {
+            match super::splice::relay(&stream, client, &mut c.pipe, left, read_timeout).await {
+                Ok(()) => {
+                    sent += left;
+                    upstream_done = true;
+                }
+                Err(delivered) => {
+                    sent += delivered;
+                    complete = false;
+                    reusable = false;
+                    upstream_done = true;
+                }
+            }
+        }
+    }
+    let mut chunk = std::mem::take(&mut c.ubuf);
     while !upstream_done {
         chunk.clear();
         if chunk.capacity() < 16 * 1024 {

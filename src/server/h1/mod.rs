@@ -15,6 +15,7 @@ mod hit;
 #[cfg(not(feature = "acceleration"))]
 #[path = "hit_off.rs"]
 mod hit;
+mod splice;
 mod write;
 
 pub use head::{Parsed, ParsedResponse, RawRequest, RequestHead, ResponseHead};
@@ -62,12 +63,15 @@ pub(crate) struct Conn {
     snap: Arc<Snapshot>,
     /// Buffers were given back while idle (until the next request arrives).
     idle_buffers_released: bool,
+    /// For splicing long response bodies (made on first use, closed when idle).
+    pipe: Option<splice::Pipe>,
 }
 
 impl Conn {
     fn release_buffers(&mut self) {
         self.ubuf = BytesMut::new();
         self.wbuf = Vec::new();
+        self.pipe = None;
         if self.rbuf.capacity() > IDLE_READ_BUF {
             self.rbuf = BytesMut::new();
         }
@@ -109,6 +113,7 @@ where
         logging: rt.access_log().is_some(),
         snap: rt.snapshot(),
         idle_buffers_released: false,
+        pipe: None,
     };
     loop {
         match read_head(&mut io, &mut c, &info, &drain).await {

@@ -1,0 +1,121 @@
+//! The rest of a long, length-delimited response body moved from the backend's socket to a
+//! plain-TCP client through a pipe (`splice`): the kernel passes the pages along and user space
+//! never copies them (HAProxy's `option splice-response`). The pipe is kept by the client
+//! connection while it is busy and closed with its other buffers when it goes idle.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+/// Bodies with at least this much left after their first piece are spliced.
+pub(super) const SPLICE_MIN: u64 = 32 * 1024;
+
+/// What one splice moves at most (a pipe's default capacity).
+const PIPE_CHUNK: usize = 64 * 1024;
+
+pub(crate) struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Pipe> {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 writes two descriptors into the array it is given.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: both descriptors were just created and nothing else owns them.
+        unsafe {
+            Ok(Pipe {
+                read: OwnedFd::from_raw_fd(fds[0]),
+                write: OwnedFd::from_raw_fd(fds[1]),
+            })
+        }
+    }
+}
+
+fn splice(from: &impl AsRawFd, to: &impl AsRawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: both descriptors are open for the call; no offsets are passed.
+    let n = unsafe {
+        libc::splice(
+            from.as_raw_fd(),
+            std::ptr::null_mut(),
+            to.as_raw_fd(),
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Moves exactly `len` bytes from `upstream` to `client` through `pipe` (made on first use).
+/// Waits at most `read_timeout` for each piece from the upstream. Fails (the upstream closed
+/// early or timed out, or the client went away) with the body bytes the client got; the pipe
+/// may then hold bytes of this body, so it is dropped.
+pub(super) async fn relay(
+    upstream: &TcpStream,
+    client: &TcpStream,
+    pipe: &mut Option<Pipe>,
+    len: u64,
+    read_timeout: Duration,
+) -> Result<(), u64> {
+    let mut delivered = 0u64;
+    let result = move_all(upstream, client, pipe, len, read_timeout, &mut delivered).await;
+    result.map_err(|()| {
+        *pipe = None;
+        delivered
+    })
+}
+
+async fn move_all(
+    upstream: &TcpStream,
+    client: &TcpStream,
+    pipe: &mut Option<Pipe>,
+    len: u64,
+    read_timeout: Duration,
+    delivered: &mut u64,
+) -> Result<(), ()> {
+    if pipe.is_none() {
+        *pipe = Some(Pipe::new().map_err(|_| ())?);
+    }
+    let Some(pipe) = pipe.as_ref() else { return Err(()) };
+    while *delivered < len {
+        let want = (len - *delivered).min(PIPE_CHUNK as u64) as usize;
+        let held = loop {
+            match tokio::time::timeout(read_timeout, upstream.readable()).await {
+                Ok(Ok(())) => {}
+                _ => return Err(()),
+            }
+            match upstream.try_io(Interest::READABLE, || splice(upstream, &pipe.write, want)) {
+                Ok(0) => return Err(()),
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(_) => return Err(()),
+            }
+        };
+        let mut left = held;
+        while left > 0 {
+            if client.writable().await.is_err() {
+                return Err(());
+            }
+            match client.try_io(Interest::WRITABLE, || splice(&pipe.read, client, left)) {
+                Ok(0) => return Err(()),
+                Ok(n) => {
+                    left -= n;
+                    *delivered += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(_) => return Err(()),
+            }
+        }
+    }
+    Ok(())
+}
