@@ -305,3 +305,26 @@ async fn a_long_body_cut_short_by_the_backend_closes_the_client() {
     assert!(got.starts_with(b"HTTP/1.1 200"));
     assert_eq!(got.len() - head_end, 100_000, "what the backend sent, and no more");
 }
+
+#[tokio::test]
+async fn bytes_after_a_spliced_body_retire_the_backend_connection() {
+    const LEN: usize = 100_000;
+    // The backend writes a whole extra response after the body, in the same write.
+    let mut wire = long_response(LEN, LEN).to_vec();
+    wire.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!");
+    let origin = RawOrigin::start(Box::leak(wire.into_boxed_slice()), false).await;
+    let p = proxy(&config(origin.addr)).await;
+    for _ in 0..2 {
+        let a = H1::connect(p.addr(0)).await.get("x", "/long").await;
+        assert_eq!(
+            a.body.len(),
+            LEN,
+            "each request gets its own response, never the stray one"
+        );
+    }
+    assert_eq!(
+        origin.connections.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the socket with bytes after the body was not pooled"
+    );
+}

@@ -884,13 +884,25 @@ where
     }
     let mut complete = true;
     if tracker.is_none() && !close_delimited && !upstream_done && left >= super::splice::SPLICE_MIN {
-        if let Some(client) = io.plain_tcp() {
-            match super::splice::relay(&stream, client, &mut c.pipe, left, read_timeout).await {
+        let client = io.plain_tcp();
+        if client.is_some() && c.pipe.is_none() {
+            c.pipe = super::splice::Pipe::new();
+        }
+        // Without a pipe (none to be had) the body is copied as below.
+        if let (Some(client), Some(pipe)) = (client, c.pipe.as_ref()) {
+            match super::splice::relay(&stream, client, pipe, left, read_timeout).await {
                 Ok(()) => {
                     sent += left;
                     upstream_done = true;
+                    // Splicing read exactly the body: bytes after it (a backend out of step)
+                    // must not reach the next request on this socket.
+                    if !crate::upstream::pool::is_quiet(&stream) {
+                        reusable = false;
+                    }
                 }
                 Err(delivered) => {
+                    // The pipe may hold bytes of this body.
+                    c.pipe = None;
                     sent += delivered;
                     complete = false;
                     reusable = false;

@@ -21,19 +21,24 @@ pub(crate) struct Pipe {
 }
 
 impl Pipe {
-    fn new() -> io::Result<Pipe> {
+    /// A nonblocking pipe of at least one chunk's capacity; `None` when none can be had (out of
+    /// descriptors, or the user's pipe memory limit shrank it): the body is then copied.
+    pub(crate) fn new() -> Option<Pipe> {
         let mut fds = [0; 2];
         // SAFETY: pipe2 writes two descriptors into the array it is given.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
+            return None;
         }
         // SAFETY: both descriptors were just created and nothing else owns them.
-        unsafe {
-            Ok(Pipe {
+        let pipe = unsafe {
+            Pipe {
                 read: OwnedFd::from_raw_fd(fds[0]),
                 write: OwnedFd::from_raw_fd(fds[1]),
-            })
-        }
+            }
+        };
+        // SAFETY: fcntl on a descriptor owned here, no argument.
+        let size = unsafe { libc::fcntl(pipe.write.as_raw_fd(), libc::F_GETPIPE_SZ) };
+        (size >= PIPE_CHUNK as i32).then_some(pipe)
     }
 }
 
@@ -56,37 +61,32 @@ fn splice(from: &impl AsRawFd, to: &impl AsRawFd, len: usize) -> io::Result<usiz
     }
 }
 
-/// Moves exactly `len` bytes from `upstream` to `client` through `pipe` (made on first use).
-/// Waits at most `read_timeout` for each piece from the upstream. Fails (the upstream closed
-/// early or timed out, or the client went away) with the body bytes the client got; the pipe
-/// may then hold bytes of this body, so it is dropped.
+/// Moves exactly `len` bytes from `upstream` to `client` through `pipe`, waiting at most
+/// `read_timeout` for each piece from the upstream. Fails (the upstream closed early or timed
+/// out, or the client went away) with the body bytes the client got; the pipe may then hold
+/// bytes of this body and must not be used again.
 pub(super) async fn relay(
     upstream: &TcpStream,
     client: &TcpStream,
-    pipe: &mut Option<Pipe>,
+    pipe: &Pipe,
     len: u64,
     read_timeout: Duration,
 ) -> Result<(), u64> {
     let mut delivered = 0u64;
-    let result = move_all(upstream, client, pipe, len, read_timeout, &mut delivered).await;
-    result.map_err(|()| {
-        *pipe = None;
-        delivered
-    })
+    match move_all(upstream, client, pipe, len, read_timeout, &mut delivered).await {
+        Ok(()) => Ok(()),
+        Err(()) => Err(delivered),
+    }
 }
 
 async fn move_all(
     upstream: &TcpStream,
     client: &TcpStream,
-    pipe: &mut Option<Pipe>,
+    pipe: &Pipe,
     len: u64,
     read_timeout: Duration,
     delivered: &mut u64,
 ) -> Result<(), ()> {
-    if pipe.is_none() {
-        *pipe = Some(Pipe::new().map_err(|_| ())?);
-    }
-    let Some(pipe) = pipe.as_ref() else { return Err(()) };
     while *delivered < len {
         let want = (len - *delivered).min(PIPE_CHUNK as u64) as usize;
         let held = loop {
