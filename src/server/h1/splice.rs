@@ -119,3 +119,65 @@ async fn move_all(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// Two connected loopback sockets: (ours, the peer's).
+    async fn socket_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (theirs, _) = listener.accept().await.unwrap();
+        (ours, theirs)
+    }
+
+    #[tokio::test]
+    async fn relays_exactly_the_length_and_leaves_what_follows() {
+        let (upstream, mut backend) = socket_pair().await;
+        let (client, mut reader) = socket_pair().await;
+        let body: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        let sent = body.clone();
+        let writer = tokio::spawn(async move {
+            backend.write_all(&sent).await.unwrap();
+            backend.write_all(b"NEXT").await.unwrap();
+            backend
+        });
+        let receiver = tokio::spawn(async move {
+            let mut got = vec![0u8; 300_000];
+            reader.read_exact(&mut got).await.unwrap();
+            got
+        });
+        let pipe = Pipe::new().expect("a pipe");
+        relay(&upstream, &client, &pipe, body.len() as u64, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|n| panic!("relay stopped after {n} bytes"));
+        assert!(receiver.await.unwrap() == body, "the client got other bytes");
+        let _backend = writer.await.unwrap();
+        // What follows the body is still in the upstream socket, unread.
+        let mut next = [0u8; 4];
+        upstream.readable().await.unwrap();
+        assert_eq!(upstream.try_read(&mut next).unwrap(), 4);
+        assert_eq!(&next, b"NEXT");
+    }
+
+    #[tokio::test]
+    async fn an_upstream_that_closes_early_fails_with_what_was_delivered() {
+        let (upstream, mut backend) = socket_pair().await;
+        let (client, mut reader) = socket_pair().await;
+        backend.write_all(&[7u8; 50_000]).await.unwrap();
+        drop(backend);
+        let receiver = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let _ = reader.read_to_end(&mut got).await;
+            got.len()
+        });
+        let pipe = Pipe::new().expect("a pipe");
+        let short = relay(&upstream, &client, &pipe, 80_000, Duration::from_secs(10)).await;
+        assert_eq!(short, Err(50_000));
+        drop(client);
+        assert_eq!(receiver.await.unwrap(), 50_000);
+    }
+}
