@@ -24,6 +24,20 @@ pub struct SealedBody {
     budget: Arc<FileBudget>,
 }
 
+impl SealedBody {
+    pub fn file(&self) -> &std::fs::File {
+        &self.file
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 impl Drop for SealedBody {
     fn drop(&mut self) {
         self.budget.open.fetch_sub(1, Ordering::Relaxed);
@@ -117,41 +131,6 @@ fn write_sealed(body: &[u8]) -> std::io::Result<std::fs::File> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(file)
-}
-
-/// Sends the whole of `body` into `socket` with `sendfile`, waiting for room as needed; the
-/// bytes sent so far on failure.
-pub async fn send(socket: &tokio::net::TcpStream, body: &SealedBody) -> Result<(), (u64, std::io::Error)> {
-    let mut offset: libc::off_t = 0;
-    let len = body.len as libc::off_t;
-    while offset < len {
-        if let Err(e) = socket.writable().await {
-            return Err((offset as u64, e));
-        }
-        let sent = socket.try_io(tokio::io::Interest::WRITABLE, || {
-            // SAFETY: both descriptors are open for the call; the kernel advances `offset`.
-            let n = unsafe {
-                libc::sendfile(
-                    socket.as_raw_fd(),
-                    body.file.as_raw_fd(),
-                    &mut offset,
-                    (len - offset) as usize,
-                )
-            };
-            if n < 0 {
-                Err(std::io::Error::last_os_error())
-            } else {
-                Ok(n)
-            }
-        });
-        match sent {
-            Ok(0) => return Err((offset as u64, std::io::ErrorKind::WriteZero.into())),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err((offset as u64, e)),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -120,20 +120,8 @@ pub(super) async fn send(
     }
 }
 
-/// Reads what the socket has into `buf`, whose room is made only once the socket is readable:
-/// thousands of HTTP/2 streams can be waiting for their backends at once, and an empty read
-/// buffer for each would be most of the proxy's memory.
 async fn read_when_ready(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
-    loop {
-        stream.readable().await?;
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
-        match stream.try_read_buf(buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            result => return result,
-        }
-    }
+    std::future::poll_fn(|cx| poll_read_buf(stream, cx, buf)).await
 }
 
 /// A small body that did not come with its head (nginx without `tcp_nopush` sends a file's head
@@ -405,8 +393,9 @@ impl Body for RawBody {
     }
 }
 
-/// Reads what the socket has into `buf`, making its room only once there is something to read
-/// (as `read_when_ready`).
+/// Reads what the socket has into `buf`, whose room is made only once the socket is readable:
+/// thousands of HTTP/2 streams can be waiting for their backends at once, and an empty read
+/// buffer for each would be most of the proxy's memory.
 fn poll_read_buf(stream: &mut TcpStream, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<std::io::Result<usize>> {
     loop {
         ready!(stream.poll_read_ready(cx))?;

@@ -10,15 +10,16 @@ use super::exchange::Outcome;
 use super::head::{RawRequest, RequestHead};
 use super::write::{self, line};
 use super::{ClientStream, Next};
-use crate::cache::sealed::{self, SealedBody};
+use crate::cache::sealed::SealedBody;
 use crate::cache::store::{Entry, RenderedHead};
 use crate::cache::{status, Cache};
 use crate::route::{RequestView, Route};
 use crate::server::conn::ConnInfo;
 use http::header;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::SystemTime;
-use tokio::io::{AsyncWriteExt, Interest};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// Bodies up to this size go out in the same write as the head.
@@ -181,17 +182,23 @@ pub(super) async fn send<T: ClientStream>(io: &mut T, out: &[u8], hit: &Ready) -
 async fn send_sealed(socket: &TcpStream, mut head: &[u8], body: &SealedBody) -> std::io::Result<()> {
     let sock = socket2::SockRef::from(socket);
     while !head.is_empty() {
-        socket.writable().await?;
-        match socket.try_io(Interest::WRITABLE, || {
+        let n = write::when_writable(socket, || {
             sock.send_with_flags(head, libc::MSG_MORE | libc::MSG_NOSIGNAL)
-        }) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => head = &head[n..],
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
+        })
+        .await?;
+        head = &head[n..];
     }
-    sealed::send(socket, body).await.map_err(|(_, e)| e)
+    let (file, len) = (body.file().as_raw_fd(), body.len());
+    let mut offset: libc::off_t = 0;
+    while (offset as u64) < len {
+        write::when_writable(socket, || {
+            // SAFETY: both descriptors are open for the call; the kernel advances `offset`.
+            let n = unsafe { libc::sendfile(socket.as_raw_fd(), file, &mut offset, (len - offset as u64) as usize) };
+            usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 impl Ready {

@@ -103,18 +103,11 @@ async fn move_all(
         };
         let mut left = held;
         while left > 0 {
-            if client.writable().await.is_err() {
-                return Err(());
-            }
-            match client.try_io(Interest::WRITABLE, || splice(&pipe.read, client, left)) {
-                Ok(0) => return Err(()),
-                Ok(n) => {
-                    left -= n;
-                    *delivered += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(_) => return Err(()),
-            }
+            let n = super::write::when_writable(client, || splice(&pipe.read, client, left))
+                .await
+                .map_err(|_| ())?;
+            left -= n;
+            *delivered += n as u64;
         }
     }
     Ok(())

@@ -1,7 +1,9 @@
 //! Writing heads on the fast path.
 
 use crate::pipeline::respond::ProxyError;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use std::io;
+use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
 
 pub fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
@@ -84,6 +86,19 @@ pub async fn head_and_body<T: AsyncWrite + Unpin>(io: &mut T, head: &[u8], body:
         }
     }
     io.write_all(body).await
+}
+
+/// Runs `op`, a nonblocking call that writes into `socket` (send, sendfile, splice), until it
+/// moves some bytes, waiting for room as needed; moving none means the peer is gone.
+pub async fn when_writable(socket: &TcpStream, mut op: impl FnMut() -> io::Result<usize>) -> io::Result<usize> {
+    loop {
+        socket.writable().await?;
+        match socket.try_io(Interest::WRITABLE, &mut op) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            result => return result,
+        }
+    }
 }
 
 #[cfg(test)]
