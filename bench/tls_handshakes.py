@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""TLS handshakes per proxy CPU-second, frontdesk against nginx (TLS 1.3, ECDSA P-256
-certificate): full handshakes (`openssl s_time -new`), and full against resumed handshakes
+"""TLS handshakes per proxy CPU-second, frontdesk against nginx (TLS 1.3 by default, or 1.2 with
+`--tls 1.2`; ECDSA P-256 certificate): full handshakes (`openssl s_time -new`), and full against resumed handshakes
 with a client that keeps the session ticket it received and offers it on the next connection
 (Python's ssl module; `openssl s_time -reuse` does not resume TLS 1.3 sessions). Each
 connection sends one request and reads the answer (which also delivers the ticket). Clients
 are single-threaded and pinned away from the proxy; the figure that counts is handshakes per
 proxy CPU-second, read from /proc like cpu_split.py.
 
-Usage: bench/tls_handshakes.py [--seconds 5] [--rounds 3]
+With `--tls 1.2` the resumed handshake is TLS 1.2's abbreviated one (session ticket, no key
+exchange); TLS 1.3 resumption in rustls is psk_dhe_ke only, so it still does an ECDHE.
+
+Usage: bench/tls_handshakes.py [--seconds 5] [--rounds 3] [--tls 1.3|1.2]
 """
 import argparse, os, re, shutil, socket, ssl, subprocess, sys, tempfile, time
 
@@ -15,16 +18,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cpu_split import cpu, frontdesk_bin, stop_all, wait_port  # noqa: E402
 
 
-def python_client(port, seconds, resume):
-    """Connections per second with full or resumed TLS 1.3 handshakes; returns (count, resumed)."""
+def python_client(port, seconds, resume, version):
+    """Connections per second with full or resumed handshakes; returns (count, resumed)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.minimum_version = ctx.maximum_version = version
     session, count, resumed = None, 0, 0
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         raw = socket.create_connection(("127.0.0.1", port))
+        # Without it the TLS 1.2 abbreviated handshake's last client flight waits for a
+        # delayed ACK (40 ms per connection, for every server alike).
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         tls = ctx.wrap_socket(raw, server_hostname="bench.test", session=session if resume else None)
         tls.sendall(b"GET / HTTP/1.1\r\nHost: bench.test\r\nConnection: close\r\n\r\n")
         while tls.recv(4096):
@@ -41,7 +47,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--tls", choices=("1.3", "1.2"), default="1.3")
     args = ap.parse_args()
+    version = ssl.TLSVersion.TLSv1_3 if args.tls == "1.3" else ssl.TLSVersion.TLSv1_2
+    s_time_flag = "-tls1_3" if args.tls == "1.3" else "-tls1_2"
     ncpu = os.cpu_count()
     proxy_cpu, load_cpus = str(ncpu - 1), ",".join(str(i) for i in range(ncpu - 1))
     work = tempfile.mkdtemp(prefix="tlsbench-")
@@ -84,7 +93,7 @@ respond = {{ status = 200, body = "ok" }}
                 for name, proc, port in (("nginx", nginx, 29401), ("frontdesk", fd, 29402)):
                     os.sched_setaffinity(0, {int(c) for c in load_cpus.split(",")})
                     u0, s0 = cpu(proc.pid)
-                    conns, reused = python_client(port, args.seconds, mode == "resumed")
+                    conns, reused = python_client(port, args.seconds, mode == "resumed", version)
                     u1, s1 = cpu(proc.pid)
                     if mode == "resumed" and reused < conns * 0.9:
                         sys.exit(f"{name}: only {reused} of {conns} sessions resumed")
@@ -93,7 +102,7 @@ respond = {{ status = 200, body = "ok" }}
                 for name, proc, port in (("nginx", nginx, 29401), ("frontdesk", fd, 29402)):
                     u0, s0 = cpu(proc.pid)
                     out = subprocess.run(["taskset", "-c", load_cpus, "openssl", "s_time", "-connect", f"127.0.0.1:{port}",
-                                          mode, "-tls1_3", "-time", str(args.seconds)], capture_output=True, text=True).stdout
+                                          mode, s_time_flag, "-time", str(args.seconds)], capture_output=True, text=True).stdout
                     u1, s1 = cpu(proc.pid)
                     m = re.findall(r"(\d+) connections in ([\d.]+) real seconds", out)
                     if not m:
@@ -101,8 +110,6 @@ respond = {{ status = 200, body = "ok" }}
                     conns = int(m[-1][0])
                     results.setdefault((mode, name), []).append((conns / args.seconds, conns / max(u1 + s1 - u0 - s0, 1e-3)))
         med = lambda xs: sorted(xs)[len(xs) // 2]
-        print("| handshakes | target | per second | per proxy CPU-s | per CPU-s vs nginx |")
-        print("|---|---|---:|---:|---:|")
         print("| client | handshakes | target | per second | per proxy CPU-s | per CPU-s vs nginx | resumed ÷ full (per CPU-s) |")
         print("|---|---|---|---:|---:|---:|---:|")
         labels = {"-new": ("openssl s_time", "full"), "full": ("python ssl", "full"), "resumed": ("python ssl", "resumed (ticket)")}
@@ -116,7 +123,7 @@ respond = {{ status = 200, body = "ok" }}
                     gain = f"{per_cpu / med([r[1] for r in results[('full', name)]]):.2f}"
                 client, label = labels[mode]
                 print(f"| {client} | {label} | {name} | {per_s:,.0f} | {per_cpu:,.0f} | {per_cpu / base:.2f} | {gain} |")
-        print(f"\n{args.rounds} rounds x {args.seconds}s, TLS 1.3, ECDSA P-256, clients on CPU {load_cpus}, proxy on CPU {proxy_cpu}.")
+        print(f"\n{args.rounds} rounds x {args.seconds}s, TLS {args.tls}, ECDSA P-256, clients on CPU {load_cpus}, proxy on CPU {proxy_cpu}.")
     finally:
         stop_all(procs)
         shutil.rmtree(work, ignore_errors=True)
