@@ -224,7 +224,7 @@ pub(super) fn routing_host(raw: &[u8]) -> Cow<'_, str> {
             _ => raw,
         }
     };
-    let Ok(s) = std::str::from_utf8(host) else {
+    let Some(s) = super::head::ascii_str(host) else {
         return Cow::Borrowed("");
     };
     if host.iter().any(u8::is_ascii_uppercase) {
@@ -456,7 +456,7 @@ fn build_request(
     out.clear();
     out.extend_from_slice(&buf[head.method.clone()]);
     out.push(b' ');
-    let path = std::str::from_utf8(&buf[head.path.clone()]).unwrap_or("/");
+    let path = super::head::ascii_str(&buf[head.path.clone()]).unwrap_or("/");
     out.extend_from_slice(route.rewrite.apply(path).as_bytes());
     if let Some(q) = &head.query {
         out.push(b'?');

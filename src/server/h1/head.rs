@@ -90,7 +90,7 @@ impl RequestHead {
         self.len = len;
         self.method = range(method.as_bytes());
         let t = range(target.as_bytes());
-        match target.find('?') {
+        match target.bytes().position(|b| b == b'?') {
             Some(q) => {
                 self.path = t.start..t.start + q;
                 self.query = Some(t.start + q + 1..t.end);
@@ -119,17 +119,14 @@ impl RequestHead {
                     if self.host.is_some() {
                         return Err(ProxyError::BadRequest("more than one Host header"));
                     }
-                    if h.value.is_empty() || std::str::from_utf8(h.value).is_err() {
+                    // A host is ASCII (RFC 3986 §3.2.2; international names travel as punycode).
+                    if h.value.is_empty() || !h.value.is_ascii() {
                         return Err(ProxyError::BadRequest("invalid Host header"));
                     }
                     self.host = Some(v.clone());
                 }
                 14 if name.eq_ignore_ascii_case(b"content-length") => {
-                    let n: u64 = std::str::from_utf8(h.value)
-                        .ok()
-                        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                        .and_then(|s| s.parse().ok())
-                        .ok_or(ProxyError::BadRequest("invalid Content-Length"))?;
+                    let n = digits_value(h.value).ok_or(ProxyError::BadRequest("invalid Content-Length"))?;
                     if self.content_length.is_some_and(|prev| prev != n) {
                         return Err(ProxyError::BadRequest("conflicting Content-Length headers"));
                     }
@@ -197,6 +194,31 @@ pub fn is_protected(name: &[u8]) -> bool {
         || name.eq_ignore_ascii_case(b"host")
 }
 
+/// `bytes` as text when it is ASCII. Cheaper than UTF-8 validation on the short fields of a
+/// request head, which are ASCII whenever they are valid at all.
+pub fn ascii_str(bytes: &[u8]) -> Option<&str> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        None
+    }
+}
+
+/// A Content-Length value: one or more decimal digits, nothing else, no overflow.
+fn digits_value(value: &[u8]) -> Option<u64> {
+    if value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0u64, |n, &b| {
+        if b.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
 /// Does a `Connection` value name header fields (anything but close, keep-alive, upgrade)?
 fn names_other_fields(value: &[u8]) -> bool {
     value.split(|&b| b == b',').map(<[u8]>::trim_ascii).any(|t| {
@@ -223,7 +245,7 @@ pub struct RawRequest<'a> {
 impl<'a> RawRequest<'a> {
     fn str(&self, r: &Range<usize>) -> &'a str {
         // Method and target were checked to be ASCII by httparse and `parse`.
-        std::str::from_utf8(&self.buf[r.clone()]).unwrap_or("")
+        ascii_str(&self.buf[r.clone()]).unwrap_or("")
     }
 }
 
@@ -303,12 +325,8 @@ impl ResponseHead {
             let name = h.name.as_bytes();
             let v = range(h.value);
             if name.eq_ignore_ascii_case(b"content-length") {
-                let n: u64 = std::str::from_utf8(h.value)
-                    .ok()
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| "invalid Content-Length in response".to_string())?;
+                // httparse has already trimmed the whitespace around the value.
+                let n = digits_value(h.value).ok_or_else(|| "invalid Content-Length in response".to_string())?;
                 if self.content_length.is_some_and(|p| p != n) {
                     return Err("conflicting Content-Length in response".into());
                 }
@@ -402,5 +420,33 @@ mod tests {
         let raw = b"HTTP/1.0 200 OK\r\n\r\n";
         assert!(matches!(r.parse(raw), Ok(ParsedResponse::Complete)));
         assert!(r.close && r.content_length.is_none());
+    }
+
+    #[test]
+    fn a_host_must_be_ascii() {
+        assert!(parse("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").is_ok());
+        let raw = b"GET / HTTP/1.1\r\nHost: \xc3\xa9.test\r\n\r\n";
+        let mut h = RequestHead::default();
+        assert!(h.parse(raw, &Limits::default()).is_err());
+    }
+
+    #[test]
+    fn content_length_values() {
+        assert_eq!(digits_value(b"0"), Some(0));
+        assert_eq!(digits_value(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            &b""[..],
+            b"18446744073709551616",
+            b"+1",
+            b"1 ",
+            b" 1",
+            b"1,1",
+            b"0x1",
+            b"\xd9\xa1",
+        ] {
+            assert_eq!(digits_value(bad), None, "{bad:?}");
+        }
+        assert_eq!(ascii_str(b"a.test"), Some("a.test"));
+        assert_eq!(ascii_str(b"\xc3\xa9.test"), None);
     }
 }

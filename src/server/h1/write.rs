@@ -37,12 +37,23 @@ pub fn decimal(out: &mut Vec<u8>, mut n: u64) {
 
 /// 32 lowercase hex digits of a random 128-bit id.
 pub fn request_id(out: &mut [u8; 32]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut v = fastrand::u128(..);
-    for b in out.iter_mut() {
-        *b = HEX[(v & 0xf) as usize];
-        v >>= 4;
-    }
+    let v = fastrand::u128(..);
+    out[..16].copy_from_slice(&hex16(v as u64));
+    out[16..].copy_from_slice(&hex16((v >> 64) as u64));
+}
+
+/// The 16 nibbles of `v` as lowercase hex digits, all at once: each nibble is spread into a
+/// byte of a u128, then '0' is added, and 'a' - '0' - 10 more where the nibble is over 9. The
+/// digit order is the bytes' order, not the number's (it only has to be random).
+fn hex16(v: u64) -> [u8; 16] {
+    const ONES: u128 = 0x0101_0101_0101_0101_0101_0101_0101_0101;
+    let mut x = v as u128;
+    x = (x | (x << 32)) & 0x0000_0000_FFFF_FFFF_0000_0000_FFFF_FFFF;
+    x = (x | (x << 16)) & 0x0000_FFFF_0000_FFFF_0000_FFFF_0000_FFFF;
+    x = (x | (x << 8)) & 0x00FF_00FF_00FF_00FF_00FF_00FF_00FF_00FF;
+    x = (x | (x << 4)) & (ONES * 0x0F);
+    let over_nine = ((x + ONES * 6) >> 4) & ONES;
+    (x + ONES * b'0' as u128 + over_nine * (b'a' - b'0' - 10) as u128).to_le_bytes()
 }
 
 /// A complete error answer (the same text as the general path's).
@@ -112,6 +123,22 @@ mod tests {
         assert_eq!(v, b"0 18446744073709551615");
         let mut id = [0u8; 32];
         super::request_id(&mut id);
-        assert!(id.iter().all(u8::is_ascii_hexdigit));
+        assert!(id.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)));
+    }
+
+    #[test]
+    fn hex_digits_cover_every_nibble() {
+        let digits = super::hex16(0xfedc_ba98_7654_3210);
+        let mut sorted = digits;
+        sorted.sort_unstable();
+        assert_eq!(&sorted, b"0123456789abcdef");
+        assert_eq!(&super::hex16(0), b"0000000000000000");
+        assert_eq!(&super::hex16(u64::MAX), b"ffffffffffffffff");
+        // Each nibble lands in its own byte: one nibble set gives one non-zero digit.
+        for shift in (0..64).step_by(4) {
+            let d = super::hex16(0xa << shift);
+            assert_eq!(d.iter().filter(|&&b| b == b'a').count(), 1, "{shift}");
+            assert_eq!(d.iter().filter(|&&b| b == b'0').count(), 15, "{shift}");
+        }
     }
 }
