@@ -325,7 +325,8 @@ impl ResponseHead {
             let name = h.name.as_bytes();
             let v = range(h.value);
             if name.eq_ignore_ascii_case(b"content-length") {
-                // httparse has already trimmed the whitespace around the value.
+                // httparse has already trimmed SP and HTAB around the value; anything else
+                // around the digits (even Unicode spaces in obs-text) makes the length invalid.
                 let n = digits_value(h.value).ok_or_else(|| "invalid Content-Length in response".to_string())?;
                 if self.content_length.is_some_and(|p| p != n) {
                     return Err("conflicting Content-Length in response".into());
@@ -420,6 +421,16 @@ mod tests {
         let raw = b"HTTP/1.0 200 OK\r\n\r\n";
         assert!(matches!(r.parse(raw), Ok(ParsedResponse::Complete)));
         assert!(r.close && r.content_length.is_none());
+    }
+
+    #[test]
+    fn response_content_length_around_whitespace() {
+        let mut r = ResponseHead::default();
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: \t 5 \t\r\n\r\n";
+        assert!(matches!(r.parse(raw), Ok(ParsedResponse::Complete)));
+        assert_eq!(r.content_length, Some(5));
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\xc2\xa0\r\n\r\n";
+        assert!(r.parse(raw).is_err());
     }
 
     #[test]
