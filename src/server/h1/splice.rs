@@ -73,41 +73,27 @@ pub(super) async fn relay(
     read_timeout: Duration,
 ) -> Result<(), u64> {
     let mut delivered = 0u64;
-    match move_all(upstream, client, pipe, len, read_timeout, &mut delivered).await {
-        Ok(()) => Ok(()),
-        Err(()) => Err(delivered),
-    }
-}
-
-async fn move_all(
-    upstream: &TcpStream,
-    client: &TcpStream,
-    pipe: &Pipe,
-    len: u64,
-    read_timeout: Duration,
-    delivered: &mut u64,
-) -> Result<(), ()> {
-    while *delivered < len {
-        let want = (len - *delivered).min(PIPE_CHUNK as u64) as usize;
+    while delivered < len {
+        let want = (len - delivered).min(PIPE_CHUNK as u64) as usize;
         let held = loop {
             match tokio::time::timeout(read_timeout, upstream.readable()).await {
                 Ok(Ok(())) => {}
-                _ => return Err(()),
+                _ => return Err(delivered),
             }
             match upstream.try_io(Interest::READABLE, || splice(upstream, &pipe.write, want)) {
-                Ok(0) => return Err(()),
+                Ok(0) => return Err(delivered),
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(_) => return Err(()),
+                Err(_) => return Err(delivered),
             }
         };
         let mut left = held;
         while left > 0 {
             let n = super::write::when_writable(client, || splice(&pipe.read, client, left))
                 .await
-                .map_err(|_| ())?;
+                .map_err(|_| delivered)?;
             left -= n;
-            *delivered += n as u64;
+            delivered += n as u64;
         }
     }
     Ok(())
