@@ -2,6 +2,7 @@
 //! that idle time is tracked, HTTP/1.1 framing is checked (see `strict`), and a drain signal
 //! closes it gracefully.
 
+use super::pace::{PacedResponse, SendBudget};
 use super::strict::HeadScanner;
 use super::ListenerSpec;
 use crate::runtime::Runtime;
@@ -142,8 +143,14 @@ where
         scanner: scan_h1.then(HeadScanner::default),
     };
     let svc_info = info.clone();
-    // Boxed: the pipeline's future is large, and hyper moves it (into each HTTP/2 stream's task).
-    let service = service_fn(move |req| Box::pin(crate::pipeline::handle(req, svc_info.clone(), rt.clone())));
+    let budget = Arc::new(SendBudget::default());
+    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let budget = (req.version() == hyper::Version::HTTP_2).then(|| budget.clone());
+        // Boxed: the pipeline's future is large, and hyper moves it (into each HTTP/2 stream's
+        // task). Not wrapped in an async block, which would hold it twice.
+        let handled = Box::pin(crate::pipeline::handle(req, svc_info.clone(), rt.clone()));
+        PacedResponse::new(handled, budget)
+    });
     let conn = listener.http.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let idle_timeout = listener.limits.idle_timeout;

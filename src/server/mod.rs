@@ -6,6 +6,7 @@ pub mod chunked;
 pub mod conn;
 pub mod h1;
 pub mod limits;
+pub mod pace;
 pub mod strict;
 pub mod tls;
 

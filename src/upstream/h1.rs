@@ -359,6 +359,11 @@ impl Body for RawBody {
         let this = self.get_mut();
         loop {
             if let Some(next) = this.take_buffered() {
+                if this.buf.is_empty() {
+                    // The rest of the read buffer would otherwise stay allocated, shared with
+                    // the chunk, for as long as the client takes to accept the chunk.
+                    this.buf = BytesMut::new();
+                }
                 return Poll::Ready(next.map(|d| d.map(Frame::data)).transpose());
             }
             let Some(stream) = this.stream.as_mut() else {
@@ -403,7 +408,14 @@ fn poll_read_buf(stream: &mut TcpStream, cx: &mut Context<'_>, buf: &mut BytesMu
             buf.reserve(READ_CHUNK);
         }
         match stream.try_read_buf(buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // Readiness left over from the last response: the wait for this one must not
+                // hold a buffer either.
+                if buf.is_empty() {
+                    *buf = BytesMut::new();
+                }
+                continue;
+            }
             result => return Poll::Ready(result),
         }
     }

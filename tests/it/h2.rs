@@ -83,3 +83,61 @@ async fn stream_limit_is_advertised_and_rapid_reset_is_stopped() {
     assert_eq!(code, 0xb, "ENHANCE_YOUR_CALM");
     assert!(origin.requests() < 2000, "the flood did not all reach the backend");
 }
+
+/// Streams whose client stopped reading them (their flow-control windows ran out) keep body
+/// bytes in the connection's send budget. The connection's other streams must still be
+/// answered, and the stalled ones must resume whole once the client reads them.
+#[tokio::test]
+async fn streams_a_client_stops_reading_do_not_hold_back_the_others() {
+    use http_body_util::BodyExt;
+    const STALLED: usize = 512 * 1024;
+    const OTHER: usize = 200 * 1024;
+    let origin = Origin::start(|req| async move {
+        let (size, fill) = if req.uri().path() == "/stalled" {
+            (STALLED, b's')
+        } else {
+            (OTHER, b'o')
+        };
+        http::Response::new(TestBody::text(vec![fill; size]))
+    })
+    .await;
+    let p = proxy(&one_upstream(&servers(&[&origin]), "")).await;
+    let stream = tokio::net::TcpStream::connect(p.addr(0)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .initial_stream_window_size(1024)
+        .initial_connection_window_size(16 << 20)
+        .handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .expect("h2 handshake");
+    tokio::spawn(conn);
+    let get = |path: &str| {
+        http::Request::get(format!("http://proxy.test{path}"))
+            .body(http_body_util::Full::<bytes::Bytes>::default())
+            .unwrap()
+    };
+    // Eight streams, each with a window of 1 KiB that is never opened further: each holds a
+    // body chunk the proxy cannot send, together several times the connection's budget.
+    let mut stalled = Vec::new();
+    for _ in 0..8 {
+        let resp = sender.send_request(get("/stalled")).await.expect("response head");
+        assert_eq!(resp.status(), 200);
+        stalled.push(resp);
+    }
+    let other = sender.send_request(get("/other")).await.expect("response head");
+    let body = tokio::time::timeout(Duration::from_secs(20), other.into_body().collect())
+        .await
+        .expect("a stream the client reads is not held back by stalled ones")
+        .expect("body")
+        .to_bytes();
+    assert_eq!(body.len(), OTHER);
+    assert!(body.iter().all(|b| *b == b'o'));
+    for resp in stalled {
+        let body = tokio::time::timeout(Duration::from_secs(20), resp.into_body().collect())
+            .await
+            .expect("a stalled stream resumes when read")
+            .expect("body")
+            .to_bytes();
+        assert_eq!(body.len(), STALLED);
+        assert!(body.iter().all(|b| *b == b's'));
+    }
+}
