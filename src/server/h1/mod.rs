@@ -8,6 +8,7 @@
 //! request was acted on.
 
 mod exchange;
+mod forward;
 mod general;
 mod head;
 #[cfg(feature = "acceleration")]
@@ -15,6 +16,7 @@ mod hit;
 #[cfg(not(feature = "acceleration"))]
 #[path = "hit_off.rs"]
 mod hit;
+mod relay;
 mod splice;
 mod write;
 
