@@ -8,9 +8,13 @@
 //! counts as held until the h2 crate drops it, which it does once the bytes are in the socket
 //! (or the stream is reset), so the count needs nothing from the h2 crate's API.
 //!
-//! A stream with nothing held may always read one chunk. Without that rule, streams stalled by
-//! their own flow-control window (a client not reading them) could hold the whole budget and
-//! starve the connection's other streams; with it, a stream waits only on its own bytes.
+//! Bytes of streams whose client stopped reading them (their flow-control windows ran out) are
+//! never written, and could hold the whole budget. A stream that waits with nothing of its own
+//! in flight therefore watches the clock: when the connection has written nothing for
+//! [`STALL`], what it holds is taken as stuck and the budget is raised above it (and lowered
+//! again as those bytes go). Streams waiting with bytes of their own in flight need no clock:
+//! hyper polls a body only while its stream's window has room, so those bytes will be written
+//! and their release wakes the stream.
 
 use bytes::Bytes;
 use http::Response;
@@ -18,22 +22,32 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll, Waker};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
 
-/// Unwritten response bytes a connection may hold before its streams wait (beyond each
-/// stream's one chunk). 32 KiB measured as low as 64 KiB in requests per CPU-second and lower in
-/// peak memory (docs/performance.md, "Memory").
-pub const CONNECTION_BUDGET: usize = 32 * 1024;
+/// Unwritten response bytes a connection may hold before its streams wait. Measured at 256
+/// connections × 10 streams of 64 KiB bodies: 32 KiB cost a fifth of the requests per
+/// CPU-second, 128 KiB a third more peak memory than 64 KiB (docs/performance.md, "Memory").
+pub const CONNECTION_BUDGET: usize = 64 * 1024;
 
 /// Chunks smaller than this pass unpaced: counting them would cost more than they hold.
 const MIN_PACED: usize = 4 * 1024;
+
+/// How long a connection may write nothing while a stream with nothing in flight waits, before
+/// the bytes it holds are taken as stuck behind their streams' windows.
+pub const STALL: Duration = Duration::from_millis(20);
 
 /// One HTTP/2 connection's count of held bytes and the streams waiting for it to fall.
 #[derive(Default)]
 pub struct SendBudget {
     held: AtomicUsize,
+    /// Held bytes judged stuck (see [`STALL`]); never more than `held`.
+    stuck: AtomicUsize,
+    /// Counts releases, so a waiting stream can tell whether anything was written.
+    releases: AtomicU64,
     waiting: Mutex<Vec<Arc<StreamShare>>>,
 }
 
@@ -43,14 +57,38 @@ impl SendBudget {
         self.held.load(Ordering::Acquire)
     }
 
+    fn limit(&self) -> usize {
+        CONNECTION_BUDGET + self.stuck.load(Ordering::Acquire)
+    }
+
+    fn over_budget(&self) -> bool {
+        self.held() >= self.limit()
+    }
+
     fn release(&self, len: usize) {
+        self.releases.fetch_add(1, Ordering::AcqRel);
         let before = self.held.fetch_sub(len, Ordering::AcqRel);
-        if before >= CONNECTION_BUDGET && before - len < CONNECTION_BUDGET {
-            let waiting = std::mem::take(&mut *lock(&self.waiting));
-            for stream in waiting {
-                stream.queued.store(false, Ordering::Release);
-                stream.wake();
-            }
+        let after = before - len;
+        // Stuck bytes that were written had their windows opened: what is stuck is at most what
+        // is held.
+        self.stuck.fetch_min(after, Ordering::AcqRel);
+        let limit = self.limit();
+        if before >= limit && after < limit {
+            self.wake_waiting();
+        }
+    }
+
+    /// Takes what is held now as stuck and lets the waiting streams re-check.
+    fn declare_stuck(&self) {
+        self.stuck.fetch_max(self.held(), Ordering::AcqRel);
+        self.wake_waiting();
+    }
+
+    fn wake_waiting(&self) {
+        let waiting = std::mem::take(&mut *lock(&self.waiting));
+        for stream in waiting {
+            stream.queued.store(false, Ordering::Release);
+            stream.wake();
         }
     }
 }
@@ -103,24 +141,57 @@ struct Pacing {
     conn: Arc<SendBudget>,
     /// Made with the stream's first paced chunk.
     stream: Option<Arc<StreamShare>>,
+    /// Armed while the stream waits with nothing in flight; made the first time it does.
+    stall: Option<StallWatch>,
+}
+
+struct StallWatch {
+    sleep: Pin<Box<Sleep>>,
+    /// The connection's release count when the watch was (re)armed.
+    releases: u64,
+    armed: bool,
+}
+
+/// Whether `conn` has released nothing for [`STALL`] while the stream waited; if not yet, the
+/// stream is woken when that time is up.
+fn stalled(conn: &SendBudget, watch: &mut Option<StallWatch>, cx: &mut Context<'_>) -> bool {
+    let releases = conn.releases.load(Ordering::Acquire);
+    let watch = watch.get_or_insert_with(|| StallWatch {
+        sleep: Box::pin(tokio::time::sleep(STALL)),
+        releases,
+        armed: true,
+    });
+    if !watch.armed || watch.releases != releases {
+        watch.sleep.as_mut().reset(Instant::now() + STALL);
+        watch.releases = releases;
+        watch.armed = true;
+    }
+    if watch.sleep.as_mut().poll(cx).is_ready() {
+        watch.armed = false;
+        return true;
+    }
+    false
 }
 
 impl Pacing {
     /// Whether the stream must wait before reading on; if so, it is woken when that changes.
-    fn must_wait(&self, cx: &mut Context<'_>) -> bool {
+    fn must_wait(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(stream) = &self.stream else {
             return false;
         };
-        let blocked = || stream.held.load(Ordering::Acquire) > 0 && self.conn.held() >= CONNECTION_BUDGET;
-        if !blocked() {
+        if !self.conn.over_budget() {
             return false;
         }
         *lock(&stream.waker) = Some(cx.waker().clone());
         if !stream.queued.swap(true, Ordering::AcqRel) {
             lock(&self.conn.waiting).push(stream.clone());
         }
+        if stream.held.load(Ordering::Acquire) == 0 && stalled(&self.conn, &mut self.stall, cx) {
+            self.conn.declare_stuck();
+            return false;
+        }
         // A release between the first check and the registration would have found no waker.
-        blocked()
+        self.conn.over_budget()
     }
 
     fn hold(&mut self, data: Bytes) -> Bytes {
@@ -179,7 +250,11 @@ impl<B> Paced<B> {
     pub fn new(inner: B, budget: Option<Arc<SendBudget>>) -> Self {
         Paced {
             inner,
-            pacing: budget.map(|conn| Pacing { conn, stream: None }),
+            pacing: budget.map(|conn| Pacing {
+                conn,
+                stream: None,
+                stall: None,
+            }),
         }
     }
 }
@@ -289,8 +364,9 @@ mod tests {
         assert_eq!(budget.held(), 0);
     }
 
-    #[test]
-    fn a_stream_with_nothing_held_is_never_held_back_by_others() {
+    #[tokio::test]
+    async fn a_stream_with_nothing_in_flight_gets_past_stuck_bytes() {
+        use http_body_util::BodyExt;
         let budget = Arc::new(SendBudget::default());
         let waker = Arc::new(CountingWaker::default());
         // Streams stalled by their clients' windows hold more than the whole budget.
@@ -298,19 +374,33 @@ mod tests {
             .map(|_| Paced::new(Chunks(VecDeque::from(vec![16 * 1024; 4])), Some(budget.clone())))
             .collect();
         let stuck: Vec<Bytes> = stalled.iter_mut().map(|s| ready(poll(s, &waker))).collect();
-        assert!(budget.held() > CONNECTION_BUDGET);
+        let stuck_bytes = budget.held();
+        assert!(stuck_bytes > CONNECTION_BUDGET);
         let mut other = Paced::new(Chunks(VecDeque::from(vec![8 * 1024; 3])), Some(budget.clone()));
-        for _ in 0..3 {
-            let c = ready(poll(&mut other, &waker));
-            assert!(
-                poll(&mut other, &waker).is_pending(),
-                "waits on its own unwritten chunk"
-            );
-            drop(c);
-        }
+        drop(ready(poll(&mut other, &waker)));
+        assert!(poll(&mut other, &waker).is_pending(), "over budget: waits first");
+        let started = std::time::Instant::now();
+        let second = tokio::time::timeout(Duration::from_secs(5), other.frame())
+            .await
+            .expect("let through once nothing was written for STALL")
+            .unwrap()
+            .unwrap()
+            .into_data()
+            .unwrap();
+        assert!(started.elapsed() >= STALL);
+        assert_eq!(budget.stuck.load(Ordering::SeqCst), stuck_bytes);
+        drop(second);
+        // The budget now sits above the stuck bytes: no second wait.
+        let third = ready(poll(&mut other, &waker));
+        drop(third);
         assert!(matches!(poll(&mut other, &waker), Poll::Ready(None)));
         drop(stuck);
         assert_eq!(budget.held(), 0);
+        assert_eq!(
+            budget.stuck.load(Ordering::SeqCst),
+            0,
+            "stuck bytes that went are no longer counted"
+        );
     }
 
     #[test]
