@@ -78,6 +78,8 @@ pin_project! {
         inner: T,
         info: Arc<ConnInfo>,
         scanner: Option<HeadScanner>,
+        // Told of every write, so paced HTTP/2 bodies can tell a stalled connection.
+        budget: Arc<SendBudget>,
     }
 }
 
@@ -104,6 +106,7 @@ impl<T: AsyncWrite> AsyncWrite for ConnIo<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         let this = self.project();
         this.info.touch();
+        this.budget.note_write();
         this.inner.poll_write(cx, buf)
     }
 
@@ -114,6 +117,7 @@ impl<T: AsyncWrite> AsyncWrite for ConnIo<T> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.project();
         this.info.touch();
+        this.budget.note_write();
         this.inner.poll_write_vectored(cx, bufs)
     }
 
@@ -137,13 +141,14 @@ where
 {
     info.touch();
     let listener = info.listener.clone();
+    let budget = Arc::new(SendBudget::default());
     let io = ConnIo {
         inner: io,
         info: info.clone(),
         scanner: scan_h1.then(HeadScanner::default),
+        budget: budget.clone(),
     };
     let svc_info = info.clone();
-    let budget = Arc::new(SendBudget::default());
     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let budget = (req.version() == hyper::Version::HTTP_2).then(|| budget.clone());
         // Boxed: the pipeline's future is large, and hyper moves it (into each HTTP/2 stream's

@@ -10,11 +10,13 @@
 //!
 //! Bytes of streams whose client stopped reading them (their flow-control windows ran out) are
 //! never written, and could hold the whole budget. A stream that waits with nothing of its own
-//! in flight therefore watches the clock: when the connection has written nothing for
-//! [`STALL`], what it holds is taken as stuck and the budget is raised above it (and lowered
-//! again as those bytes go). Streams waiting with bytes of their own in flight need no clock:
-//! hyper polls a body only while its stream's window has room, so those bytes will be written
-//! and their release wakes the stream.
+//! in flight therefore watches the socket: when the connection has written nothing for
+//! [`STALL`], what it holds is taken as stuck and the budget is raised above it; every byte
+//! released afterwards lowers that allowance again, so a stall that clears (or a slow moment
+//! taken for one) does not leave the connection unpaced. A stream waiting with bytes of its own
+//! in flight needs no watch: its release wakes it, and if those bytes wait on its own window it
+//! could not send more anyway. A body's first chunk, read together with the response head, is
+//! in memory already and passes unpaced by the budget.
 
 use bytes::Bytes;
 use http::Response;
@@ -46,8 +48,9 @@ pub struct SendBudget {
     held: AtomicUsize,
     /// Held bytes judged stuck (see [`STALL`]); never more than `held`.
     stuck: AtomicUsize,
-    /// Counts releases, so a waiting stream can tell whether anything was written.
-    releases: AtomicU64,
+    /// Counts writes to the client socket, so a waiting stream can tell whether the connection
+    /// is moving at all.
+    writes: AtomicU64,
     waiting: Mutex<Vec<Arc<StreamShare>>>,
 }
 
@@ -66,16 +69,23 @@ impl SendBudget {
     }
 
     fn release(&self, len: usize) {
-        self.releases.fetch_add(1, Ordering::AcqRel);
         let before = self.held.fetch_sub(len, Ordering::AcqRel);
         let after = before - len;
-        // Stuck bytes that were written had their windows opened: what is stuck is at most what
-        // is held.
-        self.stuck.fetch_min(after, Ordering::AcqRel);
+        // Every written byte lowers the stuck allowance: bytes taken as stuck that turn out to
+        // move give it back, and bytes that are stuck for good are declared again at the next
+        // stall. What is stuck is never more than what is held.
+        let _ = self.stuck.fetch_update(Ordering::AcqRel, Ordering::Acquire, |stuck| {
+            Some(stuck.saturating_sub(len).min(after))
+        });
         let limit = self.limit();
         if before >= limit && after < limit {
             self.wake_waiting();
         }
+    }
+
+    /// Called by the connection's I/O for every write to the client socket.
+    pub fn note_write(&self) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Takes what is held now as stuck and lets the waiting streams re-check.
@@ -147,23 +157,23 @@ struct Pacing {
 
 struct StallWatch {
     sleep: Pin<Box<Sleep>>,
-    /// The connection's release count when the watch was (re)armed.
-    releases: u64,
+    /// The connection's write count when the watch was (re)armed.
+    writes: u64,
     armed: bool,
 }
 
-/// Whether `conn` has released nothing for [`STALL`] while the stream waited; if not yet, the
+/// Whether `conn` has written nothing for [`STALL`] while the stream waited; if not yet, the
 /// stream is woken when that time is up.
 fn stalled(conn: &SendBudget, watch: &mut Option<StallWatch>, cx: &mut Context<'_>) -> bool {
-    let releases = conn.releases.load(Ordering::Acquire);
+    let writes = conn.writes.load(Ordering::Acquire);
     let watch = watch.get_or_insert_with(|| StallWatch {
         sleep: Box::pin(tokio::time::sleep(STALL)),
-        releases,
+        writes,
         armed: true,
     });
-    if !watch.armed || watch.releases != releases {
+    if !watch.armed || watch.writes != writes {
         watch.sleep.as_mut().reset(Instant::now() + STALL);
-        watch.releases = releases;
+        watch.writes = writes;
         watch.armed = true;
     }
     if watch.sleep.as_mut().poll(cx).is_ready() {
@@ -180,6 +190,10 @@ impl Pacing {
             return false;
         };
         if !self.conn.over_budget() {
+            // The next wait watches for a fresh STALL, not one that began before this.
+            if let Some(watch) = &mut self.stall {
+                watch.armed = false;
+            }
             return false;
         }
         *lock(&stream.waker) = Some(cx.waker().clone());
@@ -191,7 +205,13 @@ impl Pacing {
             return false;
         }
         // A release between the first check and the registration would have found no waker.
-        self.conn.over_budget()
+        let wait = self.conn.over_budget();
+        if !wait {
+            if let Some(watch) = &mut self.stall {
+                watch.armed = false;
+            }
+        }
+        wait
     }
 
     fn hold(&mut self, data: Bytes) -> Bytes {
@@ -377,8 +397,12 @@ mod tests {
         let stuck_bytes = budget.held();
         assert!(stuck_bytes > CONNECTION_BUDGET);
         let mut other = Paced::new(Chunks(VecDeque::from(vec![8 * 1024; 3])), Some(budget.clone()));
+        // The first chunk came with the response head; the second waits.
         drop(ready(poll(&mut other, &waker)));
-        assert!(poll(&mut other, &waker).is_pending(), "over budget: waits first");
+        assert!(
+            poll(&mut other, &waker).is_pending(),
+            "over budget with nothing written"
+        );
         let started = std::time::Instant::now();
         let second = tokio::time::timeout(Duration::from_secs(5), other.frame())
             .await
@@ -390,6 +414,11 @@ mod tests {
         assert!(started.elapsed() >= STALL);
         assert_eq!(budget.stuck.load(Ordering::SeqCst), stuck_bytes);
         drop(second);
+        assert_eq!(
+            budget.stuck.load(Ordering::SeqCst),
+            stuck_bytes - 8 * 1024,
+            "written bytes give the allowance back"
+        );
         // The budget now sits above the stuck bytes: no second wait.
         let third = ready(poll(&mut other, &waker));
         drop(third);
