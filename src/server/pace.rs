@@ -227,6 +227,16 @@ impl Pacing {
     }
 }
 
+impl Drop for Pacing {
+    /// The stream may still sit in its connection's waiting list until the next wake-up; its
+    /// waker would keep the finished stream's task allocated until then.
+    fn drop(&mut self) {
+        if let Some(stream) = &self.stream {
+            lock(&stream.waker).take();
+        }
+    }
+}
+
 pin_project! {
     /// The service's answer with its body made [`Paced`].
     pub struct PacedResponse<F> {
@@ -430,6 +440,22 @@ mod tests {
             0,
             "stuck bytes that went are no longer counted"
         );
+    }
+
+    #[test]
+    fn a_body_dropped_while_waiting_lets_go_of_its_waker() {
+        let budget = Arc::new(SendBudget::default());
+        let waker = Arc::new(CountingWaker::default());
+        let mut body = Paced::new(Chunks(VecDeque::from(vec![16 * 1024; 8])), Some(budget.clone()));
+        let held: Vec<Bytes> = (0..4).map(|_| ready(poll(&mut body, &waker))).collect();
+        assert!(poll(&mut body, &waker).is_pending());
+        assert_eq!(lock(&budget.waiting).len(), 1);
+        assert_eq!(Arc::strong_count(&waker), 2, "registered while waiting");
+        drop(body);
+        assert_eq!(Arc::strong_count(&waker), 1, "the dropped stream keeps no waker");
+        drop(held);
+        assert_eq!(budget.held(), 0);
+        assert_eq!(waker.0.load(Ordering::SeqCst), 0);
     }
 
     #[test]
