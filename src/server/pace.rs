@@ -56,7 +56,7 @@ pub struct SendBudget {
 
 impl SendBudget {
     /// Bytes handed to the connection and not yet written.
-    pub fn held(&self) -> usize {
+    fn held(&self) -> usize {
         self.held.load(Ordering::Acquire)
     }
 
@@ -95,8 +95,7 @@ impl SendBudget {
     }
 
     fn wake_waiting(&self) {
-        let waiting = std::mem::take(&mut *lock(&self.waiting));
-        for stream in waiting {
+        for stream in lock(&self.waiting).drain(..) {
             stream.queued.store(false, Ordering::Release);
             stream.wake();
         }
@@ -157,9 +156,8 @@ struct Pacing {
 
 struct StallWatch {
     sleep: Pin<Box<Sleep>>,
-    /// The connection's write count when the watch was (re)armed.
-    writes: u64,
-    armed: bool,
+    /// The connection's write count when the watch was armed; `None` while disarmed.
+    writes: Option<u64>,
 }
 
 /// Whether `conn` has written nothing for [`STALL`] while the stream waited; if not yet, the
@@ -168,32 +166,33 @@ fn stalled(conn: &SendBudget, watch: &mut Option<StallWatch>, cx: &mut Context<'
     let writes = conn.writes.load(Ordering::Acquire);
     let watch = watch.get_or_insert_with(|| StallWatch {
         sleep: Box::pin(tokio::time::sleep(STALL)),
-        writes,
-        armed: true,
+        writes: Some(writes),
     });
-    if !watch.armed || watch.writes != writes {
+    if watch.writes != Some(writes) {
         watch.sleep.as_mut().reset(Instant::now() + STALL);
-        watch.writes = writes;
-        watch.armed = true;
+        watch.writes = Some(writes);
     }
-    if watch.sleep.as_mut().poll(cx).is_ready() {
-        watch.armed = false;
-        return true;
-    }
-    false
+    watch.sleep.as_mut().poll(cx).is_ready()
 }
 
 impl Pacing {
     /// Whether the stream must wait before reading on; if so, it is woken when that changes.
     fn must_wait(&mut self, cx: &mut Context<'_>) -> bool {
+        let wait = self.check(cx);
+        if !wait {
+            // The next wait watches for a fresh STALL, not one that began before this.
+            if let Some(watch) = &mut self.stall {
+                watch.writes = None;
+            }
+        }
+        wait
+    }
+
+    fn check(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(stream) = &self.stream else {
             return false;
         };
         if !self.conn.over_budget() {
-            // The next wait watches for a fresh STALL, not one that began before this.
-            if let Some(watch) = &mut self.stall {
-                watch.armed = false;
-            }
             return false;
         }
         *lock(&stream.waker) = Some(cx.waker().clone());
@@ -205,13 +204,7 @@ impl Pacing {
             return false;
         }
         // A release between the first check and the registration would have found no waker.
-        let wait = self.conn.over_budget();
-        if !wait {
-            if let Some(watch) = &mut self.stall {
-                watch.armed = false;
-            }
-        }
-        wait
+        self.conn.over_budget()
     }
 
     fn hold(&mut self, data: Bytes) -> Bytes {

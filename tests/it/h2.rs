@@ -123,20 +123,19 @@ async fn streams_a_client_stops_reading_do_not_hold_back_the_others() {
         assert_eq!(resp.status(), 200);
         stalled.push(resp);
     }
+    let read_all = |resp: http::Response<hyper::body::Incoming>, what: &'static str| async move {
+        tokio::time::timeout(Duration::from_secs(20), resp.into_body().collect())
+            .await
+            .expect(what)
+            .expect("body")
+            .to_bytes()
+    };
     let other = sender.send_request(get("/other")).await.expect("response head");
-    let body = tokio::time::timeout(Duration::from_secs(20), other.into_body().collect())
-        .await
-        .expect("a stream the client reads is not held back by stalled ones")
-        .expect("body")
-        .to_bytes();
+    let body = read_all(other, "a stream the client reads is not held back by stalled ones").await;
     assert_eq!(body.len(), OTHER);
     assert!(body.iter().all(|b| *b == b'o'));
     for resp in stalled {
-        let body = tokio::time::timeout(Duration::from_secs(20), resp.into_body().collect())
-            .await
-            .expect("a stalled stream resumes when read")
-            .expect("body")
-            .to_bytes();
+        let body = read_all(resp, "a stalled stream resumes when read").await;
         assert_eq!(body.len(), STALLED);
         assert!(body.iter().all(|b| *b == b's'));
     }
