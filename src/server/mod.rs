@@ -5,6 +5,7 @@
 pub mod chunked;
 pub mod conn;
 pub mod h1;
+pub mod http2;
 pub mod limits;
 pub mod pace;
 pub mod strict;
