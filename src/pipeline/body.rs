@@ -17,18 +17,50 @@ pub struct BodyTooLarge {
     pub limit: u64,
 }
 
+/// A request body as the client connection delivers it.
+pub enum ClientRequest {
+    Hyper(Incoming),
+    Http2(crate::server::http2::stream::RequestBody),
+}
+
+impl Body for ClientRequest {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ClientRequest::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(|e| Box::new(e) as BoxError),
+            ClientRequest::Http2(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientRequest::Hyper(b) => b.is_end_stream(),
+            ClientRequest::Http2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientRequest::Hyper(b) => b.size_hint(),
+            ClientRequest::Http2(b) => b.size_hint(),
+        }
+    }
+}
+
 pin_project! {
     /// A request body on its way to a backend.
     #[project = RequestBodyProj]
     pub enum RequestBody {
         Empty,
         Full { data: Option<Bytes> },
-        Streaming { prefix: Option<Bytes>, #[pin] inner: Incoming, limit: u64, seen: u64 },
+        Streaming { prefix: Option<Bytes>, #[pin] inner: ClientRequest, limit: u64, seen: u64 },
     }
 }
 
 impl RequestBody {
-    pub fn streaming(inner: Incoming, limit: u64) -> Self {
+    pub fn streaming(inner: ClientRequest, limit: u64) -> Self {
         RequestBody::Streaming {
             prefix: None,
             inner,
@@ -38,7 +70,7 @@ impl RequestBody {
     }
 
     /// `prefix` was already read from `inner`; it is sent first.
-    pub fn prefixed(prefix: Bytes, inner: Incoming, limit: u64) -> Self {
+    pub fn prefixed(prefix: Bytes, inner: ClientRequest, limit: u64) -> Self {
         let seen = prefix.len() as u64;
         RequestBody::Streaming {
             prefix: Some(prefix),
@@ -84,7 +116,7 @@ impl Body for RequestBody {
                         }
                         Poll::Ready(Some(Ok(frame)))
                     }
-                    Some(Err(e)) => Poll::Ready(Some(Err(Box::new(e)))),
+                    Some(Err(e)) => Poll::Ready(Some(Err(e))),
                     None => Poll::Ready(None),
                 }
             }

@@ -20,11 +20,12 @@ use crate::server::conn::ConnInfo;
 use crate::server::limits;
 use crate::snapshot::Snapshot;
 use crate::upstream::{self, headers as fwd_headers, Upstream};
-use body::{ClientBody, RequestBody, ResponseBody};
+use body::{ClientBody, ClientRequest, RequestBody, ResponseBody};
 use bytes::BytesMut;
 use ctx::RequestCtx;
 use http::request::Parts;
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use respond::ProxyError;
@@ -42,6 +43,8 @@ const CHUNKED_PREREAD: usize = 64 * 1024;
 /// fast path and passed here).
 pub enum Inbound {
     Hyper(Incoming),
+    /// From frontdesk's own HTTP/2 server.
+    Http2(crate::server::http2::stream::RequestBody),
     Empty,
 }
 
@@ -185,7 +188,9 @@ async fn proxy(
         Inbound::Empty => RequestBody::Empty,
         Inbound::Hyper(body) if hyper::body::Body::is_end_stream(&body) => RequestBody::Empty,
         Inbound::Hyper(body) if chunked => preread(body, limits.max_body_bytes).await?,
-        Inbound::Hyper(body) => RequestBody::streaming(body, limits.max_body_bytes),
+        Inbound::Hyper(body) => RequestBody::streaming(ClientRequest::Hyper(body), limits.max_body_bytes),
+        Inbound::Http2(body) if body.is_end_stream() => RequestBody::Empty,
+        Inbound::Http2(body) => RequestBody::streaming(ClientRequest::Http2(body), limits.max_body_bytes),
     };
 
     let wants_upgrade = parts.version == Version::HTTP_11 && parts.headers.contains_key(header::UPGRADE);
@@ -375,7 +380,7 @@ async fn preread(mut body: Incoming, limit: u64) -> Result<RequestBody, ProxyErr
                         return Err(ProxyError::BodyTooLarge);
                     }
                     if buf.len() > CHUNKED_PREREAD {
-                        return Ok(RequestBody::prefixed(buf.freeze(), body, limit));
+                        return Ok(RequestBody::prefixed(buf.freeze(), ClientRequest::Hyper(body), limit));
                     }
                 }
             }

@@ -37,6 +37,8 @@ pub struct ListenerSpec {
     pub addr: SocketAddr,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub http: auto::Builder<TokioExecutor>,
+    /// HTTP/2 is served (by `http2`), as h2c prior knowledge or negotiated by ALPN.
+    pub http2: bool,
     pub redirect_https: Option<u16>,
     pub trusted_proxies: Vec<Cidr>,
     pub request_id_header: HeaderName,
@@ -299,7 +301,7 @@ async fn serve_tls(
             match tokio::time::timeout(spec.limits.header_read_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
                     if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                        conn::serve(tls, info, rt, false, drain.signal).await
+                        http2::conn::serve(tls, bytes::BytesMut::new(), info, rt, drain.signal).await
                     } else {
                         h1::serve(tls, info, rt, drain).await
                     }

@@ -218,6 +218,7 @@ impl Compiler {
                 listen: l.listen.get_ref().clone(),
                 addr,
                 http: ListenerSpec::http_builder(&limits, http2),
+                http2,
                 tls,
                 redirect_https: l.redirect_https.unwrap_or(false).then_some(l.https_port.unwrap_or(443)),
                 trusted_proxies: l.trusted_proxies.iter().flatten().map(|c| *c.get_ref()).collect(),

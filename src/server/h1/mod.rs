@@ -249,5 +249,9 @@ async fn handoff<T>(io: T, rbuf: BytesMut, info: Arc<ConnInfo>, rt: Arc<Runtime>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    if info.listener.http2 && rbuf.starts_with(b"PRI * HTTP/2.0") {
+        // h2c with prior knowledge: the preface is in `rbuf`.
+        return super::http2::conn::serve(io, rbuf, info, rt, drain.signal).await;
+    }
     conn::serve(conn::Rewind::new(rbuf.freeze(), io), info, rt, true, drain.signal).await
 }

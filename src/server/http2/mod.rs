@@ -2,5 +2,8 @@
 //! header bytes instead of building `HeaderMap`s (docs/performance.md, target 3). hyper still
 //! serves HTTP/2; nothing here is on the request path yet.
 
+pub mod conn;
 pub mod frame;
 pub mod hpack;
+pub mod request;
+pub mod stream;

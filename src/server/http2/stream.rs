@@ -1,0 +1,291 @@
+//! One request stream: its task runs the pipeline and hands the response to the connection
+//! as events; its request body arrives from the connection through a channel.
+
+use super::frame::Reason;
+use super::hpack;
+use crate::pipeline::body::{BoxError, ClientBody};
+use crate::pipeline::{self, Inbound};
+use crate::runtime::Runtime;
+use crate::server::conn::ConnInfo;
+use bytes::Bytes;
+use http::{header, HeaderMap};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+/// A stream may hand the connection more body while less than this of its own is queued.
+const STREAM_QUEUE: usize = 32 * 1024;
+/// Above this much queued on the whole connection, a stream hands over more only when none of
+/// its own is still queued: memory per connection stays bounded, and a stream whose client
+/// stopped reading it (its window closed) cannot hold back the others.
+const CONNECTION_QUEUE: usize = 64 * 1024;
+
+/// What stream tasks (and request bodies) tell the connection.
+pub enum Event {
+    /// A response head (or interim head when `end` is false and more heads follow) as an
+    /// encoded header block.
+    Head {
+        id: u32,
+        block: Vec<u8>,
+        end: bool,
+    },
+    Data {
+        id: u32,
+        data: Bytes,
+        end: bool,
+    },
+    Trailers {
+        id: u32,
+        block: Vec<u8>,
+    },
+    Reset {
+        id: u32,
+        reason: Reason,
+    },
+    /// The pipeline took `len` bytes of the request body: the client may send more.
+    Consumed {
+        id: u32,
+        len: usize,
+    },
+}
+
+/// How much of a stream's response body waits in the connection's queues, shared between the
+/// stream's task and the connection.
+pub struct SendQueue {
+    queued: AtomicUsize,
+    connection: Arc<AtomicUsize>,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl SendQueue {
+    pub fn new(connection: Arc<AtomicUsize>) -> Self {
+        SendQueue {
+            queued: AtomicUsize::new(0),
+            connection,
+            waker: Mutex::new(None),
+        }
+    }
+
+    fn may_send(&self) -> bool {
+        let own = self.queued.load(Ordering::Acquire);
+        own == 0 || (own < STREAM_QUEUE && self.connection.load(Ordering::Acquire) < CONNECTION_QUEUE)
+    }
+
+    fn added(&self, len: usize) {
+        self.queued.fetch_add(len, Ordering::AcqRel);
+        self.connection.fetch_add(len, Ordering::AcqRel);
+    }
+
+    /// The connection took `len` bytes for writing.
+    pub fn taken(&self, len: usize) {
+        self.queued.fetch_sub(len, Ordering::AcqRel);
+        self.connection.fetch_sub(len, Ordering::AcqRel);
+        let waker = self.waker.lock().map(|mut w| w.take()).unwrap_or(None);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// The stream is gone: what it had queued no longer counts.
+    pub fn dropped(&self) {
+        let own = self.queued.swap(0, Ordering::AcqRel);
+        self.connection.fetch_sub(own, Ordering::AcqRel);
+    }
+
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.may_send() {
+            return Poll::Ready(());
+        }
+        if let Ok(mut w) = self.waker.lock() {
+            *w = Some(cx.waker().clone());
+        }
+        if self.may_send() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// Runs the pipeline for one request and passes the response to the connection.
+pub async fn run(
+    id: u32,
+    parts: http::request::Parts,
+    body: Inbound,
+    info: Arc<ConnInfo>,
+    rt: Arc<Runtime>,
+    events: UnboundedSender<Event>,
+    queue: Arc<SendQueue>,
+) {
+    let is_head = parts.method == http::Method::HEAD;
+    let resp = Box::pin(pipeline::handle_parts(parts, body, &info, &rt)).await;
+    let (head, mut body) = resp.into_parts();
+    let mut block = Vec::with_capacity(128 + head.headers.len() * 32);
+    hpack::encode_status(&mut block, head.status.as_u16());
+    encode_fields(&mut block, &head.headers);
+    let bodiless =
+        is_head || head.status == http::StatusCode::NO_CONTENT || head.status == http::StatusCode::NOT_MODIFIED;
+    if !bodiless && !head.headers.contains_key(header::CONTENT_LENGTH) {
+        // A body of known length (a cache hit, a fixed response) says so, as over HTTP/1.1.
+        if let Some(len) = body.size_hint().exact() {
+            hpack::encode_field(&mut block, b"content-length", len.to_string().as_bytes(), false);
+        }
+    }
+    let end = body.is_end_stream();
+    if events.send(Event::Head { id, block, end }).is_err() {
+        return;
+    }
+    if end {
+        // Polled once anyway so the body's end hooks see it complete.
+        let _ = body.frame().await;
+        return;
+    }
+    send_body(id, &mut body, &events, &queue).await;
+}
+
+async fn send_body(id: u32, body: &mut ClientBody, events: &UnboundedSender<Event>, queue: &SendQueue) {
+    loop {
+        poll_fn(|cx| queue.poll_ready(cx)).await;
+        let event = match body.frame().await {
+            None => Event::Data {
+                id,
+                data: Bytes::new(),
+                end: true,
+            },
+            Some(Err(e)) => {
+                tracing::debug!(stream = id, error = %e, "response body failed");
+                Event::Reset {
+                    id,
+                    reason: Reason::INTERNAL_ERROR,
+                }
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    let end = body.is_end_stream();
+                    if data.is_empty() && !end {
+                        continue;
+                    }
+                    queue.added(data.len());
+                    Event::Data { id, data, end }
+                }
+                Err(frame) => match frame.into_trailers() {
+                    Ok(trailers) => {
+                        let mut block = Vec::new();
+                        encode_fields(&mut block, &trailers);
+                        Event::Trailers { id, block }
+                    }
+                    Err(_) => continue,
+                },
+            },
+        };
+        let last = !matches!(event, Event::Data { end: false, .. });
+        if events.send(event).is_err() || last {
+            return;
+        }
+    }
+}
+
+/// Appends response fields, leaving out those HTTP/2 forbids (§8.2.2).
+fn encode_fields(block: &mut Vec<u8>, headers: &HeaderMap) {
+    for (name, value) in headers {
+        if name == header::CONNECTION
+            || name == header::TRANSFER_ENCODING
+            || name == header::UPGRADE
+            || name.as_str() == "keep-alive"
+            || name.as_str() == "proxy-connection"
+        {
+            continue;
+        }
+        hpack::encode_field(block, name.as_str().as_bytes(), value.as_bytes(), value.is_sensitive());
+    }
+}
+
+/// What the connection passes to a request body.
+pub enum Chunk {
+    Data(Bytes),
+    Trailers(HeaderMap),
+    /// The stream was reset or broke a rule; the body fails.
+    Failed(&'static str),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("HTTP/2 request body: {0}")]
+pub struct BodyError(&'static str);
+
+/// A request body arriving in DATA frames. Taking a chunk tells the connection, which opens
+/// the client's flow-control window again.
+pub struct RequestBody {
+    id: u32,
+    chunks: UnboundedReceiver<Chunk>,
+    events: UnboundedSender<Event>,
+    /// What Content-Length says is still to come.
+    remaining: Option<u64>,
+    done: bool,
+}
+
+impl RequestBody {
+    pub fn new(
+        id: u32,
+        chunks: UnboundedReceiver<Chunk>,
+        events: UnboundedSender<Event>,
+        content_length: Option<u64>,
+    ) -> Self {
+        RequestBody {
+            id,
+            chunks,
+            events,
+            remaining: content_length,
+            done: false,
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.chunks.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            // The sender is dropped at END_STREAM.
+            Poll::Ready(None) => {
+                self.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Chunk::Data(data))) => {
+                if let Some(r) = &mut self.remaining {
+                    *r = r.saturating_sub(data.len() as u64);
+                }
+                let _ = self.events.send(Event::Consumed {
+                    id: self.id,
+                    len: data.len(),
+                });
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            Poll::Ready(Some(Chunk::Trailers(t))) => Poll::Ready(Some(Ok(Frame::trailers(t)))),
+            Poll::Ready(Some(Chunk::Failed(why))) => {
+                self.done = true;
+                Poll::Ready(Some(Err(Box::new(BodyError(why)))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.remaining {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
