@@ -23,6 +23,10 @@ async fn read_frames(s: &mut tokio::net::TcpStream) -> Vec<(u8, u8, u32, Vec<u8>
         }
         buf.extend_from_slice(&chunk[..n]);
     }
+    read_frames_from(&buf)
+}
+
+fn read_frames_from(buf: &[u8]) -> Vec<(u8, u8, u32, Vec<u8>)> {
     let mut frames = Vec::new();
     let mut i = 0;
     while i + 9 <= buf.len() {
@@ -139,4 +143,199 @@ async fn streams_a_client_stops_reading_do_not_hold_back_the_others() {
         assert_eq!(body.len(), STALLED);
         assert!(body.iter().all(|b| *b == b's'));
     }
+}
+
+/// HPACK for a GET of `path` on authority "x": `:method GET`, `:scheme http` (indexed), then
+/// `:path` and `:authority` as literals with indexed names.
+fn get_block(path: &str) -> Vec<u8> {
+    let mut b = vec![0x82, 0x86, 0x04, path.len() as u8];
+    b.extend_from_slice(path.as_bytes());
+    b.extend_from_slice(&[0x01, 0x01, b'x']);
+    b
+}
+
+/// A literal field with a new name, not indexed.
+fn literal(name: &str, value: &str) -> Vec<u8> {
+    let mut b = vec![0x00, name.len() as u8];
+    b.extend_from_slice(name.as_bytes());
+    b.push(value.len() as u8);
+    b.extend_from_slice(value.as_bytes());
+    b
+}
+
+fn rst_code(frames: &[(u8, u8, u32, Vec<u8>)], stream: u32) -> Option<u32> {
+    frames
+        .iter()
+        .find(|f| f.0 == 3 && f.2 == stream)
+        .map(|f| u32::from_be_bytes([f.3[0], f.3[1], f.3[2], f.3[3]]))
+}
+
+#[tokio::test]
+async fn malformed_requests_are_reset_and_never_forwarded() {
+    let origin = Origin::named("o").await;
+    let p = proxy(&one_upstream(&servers(&[&origin]), "")).await;
+    let mut s = tokio::net::TcpStream::connect(p.addr(0)).await.unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(4, 0, 0, &[]));
+    // Upper case in a field name, and a connection-specific field (RFC 9113 §8.2).
+    let mut upper = get_block("/one");
+    upper.extend(literal("X-Up", "v"));
+    out.extend(frame(1, 0x5, 1, &upper));
+    let mut connection = get_block("/three");
+    connection.extend(literal("connection", "close"));
+    out.extend(frame(1, 0x5, 3, &connection));
+    // More DATA than content-length declares.
+    let mut post = vec![0x83, 0x86, 0x04, 5];
+    post.extend_from_slice(b"/five");
+    post.extend_from_slice(&[0x01, 0x01, b'x']);
+    post.extend(literal("content-length", "2"));
+    out.extend(frame(1, 0x4, 5, &post));
+    out.extend(frame(0, 0x1, 5, b"abc"));
+    // A good request after them on the same connection is answered.
+    out.extend(frame(1, 0x5, 7, &get_block("/seven")));
+    s.write_all(&out).await.unwrap();
+    let frames = read_frames(&mut s).await;
+
+    assert_eq!(rst_code(&frames, 1), Some(1), "PROTOCOL_ERROR for stream 1: {frames:?}");
+    assert_eq!(rst_code(&frames, 3), Some(1), "PROTOCOL_ERROR for stream 3");
+    assert_eq!(rst_code(&frames, 5), Some(1), "PROTOCOL_ERROR for stream 5");
+    let answer = frames
+        .iter()
+        .find(|f| f.0 == 1 && f.2 == 7)
+        .expect("HEADERS for stream 7");
+    assert_eq!(answer.3[0], 0x88, ":status 200");
+    let body: Vec<u8> = frames
+        .iter()
+        .filter(|f| f.0 == 0 && f.2 == 7)
+        .flat_map(|f| f.3.clone())
+        .collect();
+    assert_eq!(body, b"o");
+    let seen: Vec<String> = origin.seen.lock().unwrap().iter().map(|s| s.uri.clone()).collect();
+    assert!(seen.contains(&"/seven".to_string()), "{seen:?}");
+    assert!(
+        !seen.iter().any(|u| u == "/one" || u == "/three"),
+        "malformed requests forwarded: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn header_blocks_continue_and_pings_are_answered() {
+    let origin = Origin::named("o").await;
+    let p = proxy(&one_upstream(&servers(&[&origin]), "")).await;
+    let mut s = tokio::net::TcpStream::connect(p.addr(0)).await.unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(4, 0, 0, &[]));
+    let block = get_block("/split");
+    out.extend(frame(1, 0x1, 1, &block[..3])); // END_STREAM, no END_HEADERS
+    out.extend(frame(9, 0x4, 1, &block[3..])); // CONTINUATION, END_HEADERS
+    out.extend(frame(6, 0, 0, b"pingpong"));
+    s.write_all(&out).await.unwrap();
+    // A header block interrupted by another frame is a connection error (§6.10).
+    let mut rest = frame(1, 0x1, 3, &get_block("/cut")[..3]);
+    rest.extend(frame(6, 0, 0, b"12345678"));
+    // Sent once the first answer and the PING ACK are in, so the order of events is fixed.
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let frames = read_frames_from(&seen);
+        if frames.iter().any(|f| f.0 == 6) && frames.iter().any(|f| f.0 == 0 && f.2 == 1 && f.1 & 1 == 1) {
+            break;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+            .await
+            .expect("answer in time")
+            .unwrap();
+        assert!(n > 0, "closed early");
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    s.write_all(&rest).await.unwrap();
+    let mut frames = read_frames_from(&seen);
+    frames.extend(read_frames(&mut s).await);
+
+    let answer = frames
+        .iter()
+        .find(|f| f.0 == 1 && f.2 == 1)
+        .expect("answer to the continued block");
+    assert_eq!(answer.3[0], 0x88);
+    let pong = frames.iter().find(|f| f.0 == 6).expect("PING ACK");
+    assert_eq!((pong.1, pong.3.as_slice()), (1, &b"pingpong"[..]));
+    let goaway = frames.iter().find(|f| f.0 == 7).expect("GOAWAY");
+    let code = u32::from_be_bytes([goaway.3[4], goaway.3[5], goaway.3[6], goaway.3[7]]);
+    assert_eq!(code, 1, "PROTOCOL_ERROR");
+    assert_eq!(origin.requests(), 1);
+}
+
+#[tokio::test]
+async fn request_bodies_larger_than_the_windows_arrive_whole() {
+    use http_body_util::BodyExt;
+    let origin = Origin::start(|req| async move {
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        let sum: u64 = body.iter().map(|&b| u64::from(b)).sum();
+        http::Response::new(TestBody::text(format!("{} {sum}", body.len())))
+    })
+    .await;
+    let p = proxy(&one_upstream(&servers(&[&origin]), "")).await;
+    // Larger than the stream window (256 KiB) and the connection window (1 MiB).
+    let data: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let sum: u64 = data.iter().map(|&b| u64::from(b)).sum();
+    let a = h2c(
+        p.addr(0),
+        http::Request::post("http://h2.test/up")
+            .body(http_body_util::Full::new(bytes::Bytes::from(data)))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body, format!("{} {sum}", 3 * 1024 * 1024));
+}
+
+#[tokio::test]
+async fn a_removed_listener_drains_http2_connections_gracefully() {
+    let origin = Origin::start(|req| async move {
+        if req.uri().path() == "/slow" {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        status(200, "done")
+    })
+    .await;
+    let cfg = |listen: &str| {
+        format!(
+            "[log]\naccess = \"off\"\n[[listener]]\nlisten = \"{listen}\"\n[upstream.app]\nservers = [\"{}\"]\n[[route]]\nupstream = \"app\"\n",
+            origin.addr
+        )
+    };
+    let p = proxy(&cfg("127.0.0.1:0")).await;
+    let stream = tokio::net::TcpStream::connect(p.addr(0)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    let conn = tokio::spawn(conn);
+    let get = |path: &str| {
+        http::Request::get(format!("http://d.test{path}"))
+            .body(http_body_util::Full::<bytes::Bytes>::default())
+            .unwrap()
+    };
+    let slow = sender.send_request(get("/slow"));
+    let origin_ref = &origin;
+    let slow = tokio::spawn(slow);
+    eventually(
+        Duration::from_secs(5),
+        "slow request reached the origin",
+        || async move { origin_ref.requests() >= 1 },
+    )
+    .await;
+    // The listener goes away: its connections are told (GOAWAY) and finish what they started.
+    p.reload(&cfg("127.0.0.2:0")).unwrap_or_else(|e| panic!("{e}"));
+    let resp = slow.await.unwrap().expect("the in-flight stream completes");
+    assert_eq!(resp.status(), 200);
+    use http_body_util::BodyExt;
+    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "done");
+    tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .expect("the connection closes once its streams are done")
+        .unwrap()
+        .expect("closed cleanly");
 }

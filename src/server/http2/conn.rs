@@ -44,7 +44,12 @@ struct Stream {
     send_queue: Arc<SendQueue>,
     /// The request body's channel, while the client may still send DATA.
     body: Option<UnboundedSender<Chunk>>,
+    /// What the client may still send on this stream.
     recv_window: i64,
+    /// Body bytes handed to the pipeline and not yet read by it.
+    buffered: usize,
+    /// Body bytes read by the pipeline and not yet given back to the client's window.
+    consumed: u32,
     content_length: Option<u64>,
     received: u64,
     /// The final response head went out.
@@ -60,6 +65,8 @@ pub struct Connection<T> {
     wbuf: Vec<u8>,
     written: usize,
     preface_done: bool,
+    /// Bytes in `rbuf` not yet looked at (those read before the connection came here).
+    unparsed: bool,
     decoder: Decoder,
     streams: HashMap<u32, Stream>,
     /// Streams with queued DATA, in the order they are served.
@@ -107,6 +114,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
             io,
             info,
             rt,
+            unparsed: !read.is_empty(),
             rbuf: read,
             wbuf,
             written: 0,
@@ -153,22 +161,25 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
         for _ in 0..ROUNDS_PER_POLL {
             let mut progress = false;
             if !self.closing && self.wbuf.len() - self.written < WRITE_HIGH {
-                match self.poll_read(cx) {
-                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                let fresh = if std::mem::take(&mut self.unparsed) {
+                    true
+                } else {
+                    match self.poll_read(cx) {
                         // The client is gone: nothing more can be sent either.
-                        return Poll::Ready(());
+                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
+                        Poll::Ready(Ok(_)) => true,
+                        Poll::Pending => false,
                     }
-                    Poll::Ready(Ok(_)) => {
-                        progress = true;
-                        self.last_active = Instant::now();
-                        if let Err(e) = self.on_input() {
-                            match e {
-                                FrameError::Connection(reason, why) => self.connection_error(reason, why),
-                                FrameError::Stream(id, reason, why) => self.reset(id, reason, why),
-                            }
+                };
+                if fresh {
+                    progress = true;
+                    self.last_active = Instant::now();
+                    if let Err(e) = self.on_input() {
+                        match e {
+                            FrameError::Connection(reason, why) => self.connection_error(reason, why),
+                            FrameError::Stream(id, reason, why) => self.reset(id, reason, why),
                         }
                     }
-                    Poll::Pending => {}
                 }
             }
             while let Poll::Ready(Some(event)) = self.events_rx.poll_recv(cx) {
@@ -256,7 +267,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
             }
             let mut bytes = self.rbuf.split_to(HEAD_LEN + head.len).freeze();
             bytes.advance(HEAD_LEN);
-            self.on_frame(&head, &bytes)?;
+            match self.on_frame(&head, &bytes) {
+                Err(FrameError::Stream(id, reason, why)) => self.reset(id, reason, why),
+                other => other?,
+            }
         }
         Ok(())
     }
@@ -516,6 +530,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
                 send_queue,
                 body: body_tx,
                 recv_window: i64::from(STREAM_WINDOW),
+                buffered: 0,
+                consumed: 0,
                 content_length,
                 received: 0,
                 responded: false,
@@ -557,8 +573,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
         // no longer reads (it answered already).
         let mut unread = flow_len - data.len();
         let len = data.len();
-        if len > 0 && body.send(Chunk::Data(data)).is_err() {
-            unread += len;
+        if len > 0 {
+            if body.send(Chunk::Data(data)).is_ok() {
+                s.buffered += len;
+            } else {
+                unread += len;
+            }
         }
         if end_stream {
             s.body = None;
@@ -630,17 +650,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
             }
             Event::Reset { id, reason } => self.reset(id, reason, "response failed"),
             Event::Consumed { id, len } => {
-                self.give_back(len);
-                if let Some(s) = self.streams.get_mut(&id) {
-                    if s.body.is_some() {
-                        s.recv_window += len as i64;
-                        if s.recv_window <= i64::from(STREAM_WINDOW / 2) {
-                            let increment = i64::from(STREAM_WINDOW) - s.recv_window;
-                            s.recv_window += increment;
-                            frame::write_window_update(&mut self.wbuf, id, increment as u32);
-                        }
+                // For a stream already gone, `forget` gave its buffered bytes back.
+                let Some(s) = self.streams.get_mut(&id) else { return };
+                s.buffered -= len;
+                if s.body.is_some() {
+                    s.consumed += len as u32;
+                    if s.consumed >= STREAM_WINDOW / 2 {
+                        frame::write_window_update(&mut self.wbuf, id, s.consumed);
+                        s.recv_window += i64::from(s.consumed);
+                        s.consumed = 0;
                     }
                 }
+                self.give_back(len);
             }
         }
     }
@@ -736,10 +757,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
         s.task.abort();
         s.send_queue.dropped();
         // What the client sent and nobody read is given back to the connection window.
-        let unread = i64::from(STREAM_WINDOW) - s.recv_window;
-        if unread > 0 {
-            self.give_back(unread as usize);
-        }
+        self.give_back(s.buffered);
     }
 }
 
