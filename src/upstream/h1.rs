@@ -40,14 +40,43 @@ pub(super) enum RawError {
     Failed(ProxyError),
 }
 
-/// One exchange with `backend`. `fresh` skips the pool.
-pub(super) async fn send(
+/// A backend's response as read: the parsed head, its bytes, and the body still to read.
+pub struct RawResponse {
+    pub head: ResponseHead,
+    pub head_bytes: Bytes,
+    pub body: RawBody,
+}
+
+impl RawResponse {
+    /// As an `http` response (the head's fields become a `HeaderMap`).
+    pub(super) fn into_response(self) -> Result<Response<RawBody>, &'static str> {
+        let status = StatusCode::from_u16(self.head.status).map_err(|_| "invalid status in response")?;
+        let mut headers = header_map(&self.head, &self.head_bytes)?;
+        if self.head.chunked {
+            // RFC 9112 §6.3: Transfer-Encoding wins; the length is the decoded body's.
+            headers.remove(header::CONTENT_LENGTH);
+        }
+        let mut resp = Response::new(self.body);
+        *resp.status_mut() = status;
+        *resp.version_mut() = if self.head.http10 {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        };
+        *resp.headers_mut() = headers;
+        Ok(resp)
+    }
+}
+
+/// One exchange with `backend` for the request head `head` (bodiless). `fresh` skips the pool.
+pub(super) async fn send_head(
     up: &Upstream,
     backend: &Arc<Backend>,
-    req: &Request<RequestBody>,
+    head: &[u8],
+    method: &Method,
     interim: Option<&Interim>,
     fresh: bool,
-) -> Result<Response<RawBody>, RawError> {
+) -> Result<RawResponse, RawError> {
     let now = Instant::now();
     let pooled = if fresh {
         None
@@ -65,8 +94,7 @@ pub(super) async fn send(
             reason,
         })
     };
-    let head = request_head(req);
-    if let Err(e) = stream.write_all(&head).await {
+    if let Err(e) = stream.write_all(head).await {
         return Err(if reused { RawError::Stale } else { failed(e.to_string()) });
     }
     let mut buf = BytesMut::new();
@@ -100,19 +128,16 @@ pub(super) async fn send(
                     }
                 }
                 Ok(ParsedResponse::Complete) => {
+                    StatusCode::from_u16(parsed.status).map_err(|_| failed("invalid status in response".into()))?;
                     let mut stream = stream;
-                    prefetch_small_body(req.method(), &parsed, &mut buf, &mut stream).await;
+                    prefetch_small_body(method, &parsed, &mut buf, &mut stream).await;
                     let (head_bytes, rest) = detach(&parsed, buf);
-                    return response(
-                        req.method(),
-                        &parsed,
+                    let body = raw_body(method, &parsed, rest, stream, backend, up.pool.max_idle);
+                    return Ok(RawResponse {
+                        head: parsed,
                         head_bytes,
-                        rest,
-                        stream,
-                        backend,
-                        up.pool.max_idle,
-                    )
-                    .map_err(|e| failed(e.into()));
+                        body,
+                    });
                 }
                 Err(reason) => return Err(failed(reason)),
             }
@@ -197,7 +222,7 @@ pub async fn connect(backend: &Backend, timeout: std::time::Duration) -> Result<
 
 /// `GET /path?q HTTP/1.1` and the request's fields (the pipeline has set Host and removed
 /// hop-by-hop fields).
-fn request_head(req: &Request<RequestBody>) -> Vec<u8> {
+pub(super) fn request_head(req: &Request<RequestBody>) -> Vec<u8> {
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let mut out = Vec::with_capacity(256 + req.headers().len() * 32);
     out.extend_from_slice(req.method().as_str().as_bytes());
@@ -227,22 +252,15 @@ fn header_map(head: &ResponseHead, buf: &Bytes) -> Result<HeaderMap, &'static st
     Ok(map)
 }
 
-fn response(
+fn raw_body(
     method: &Method,
     head: &ResponseHead,
-    head_bytes: Bytes,
     buf: BytesMut,
     stream: TcpStream,
     backend: &Arc<Backend>,
     max_idle: usize,
-) -> Result<Response<RawBody>, &'static str> {
-    let status = StatusCode::from_u16(head.status).map_err(|_| "invalid status in response")?;
-    let mut headers = header_map(head, &head_bytes)?;
-    if head.chunked {
-        // RFC 9112 §6.3: Transfer-Encoding wins; the length is the decoded body's.
-        headers.remove(header::CONTENT_LENGTH);
-    }
-    let no_body = *method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+) -> RawBody {
+    let no_body = *method == Method::HEAD || head.status == 204 || head.status == 304;
     let framing = if no_body {
         Framing::Length(0)
     } else if head.chunked {
@@ -264,15 +282,7 @@ fn response(
         // Nobody polls an empty body: the socket goes back to the pool now.
         body.finish();
     }
-    let mut resp = Response::new(body);
-    *resp.status_mut() = status;
-    *resp.version_mut() = if head.http10 {
-        Version::HTTP_10
-    } else {
-        Version::HTTP_11
-    };
-    *resp.headers_mut() = headers;
-    Ok(resp)
+    body
 }
 
 enum Framing {

@@ -105,6 +105,14 @@ pub struct Forwarded {
     pub release: Box<dyn OnBodyEnd>,
 }
 
+/// `Forwarded` for a response read by the own HTTP/1.1 client, before any `HeaderMap`.
+pub struct RawForwarded {
+    pub response: h1::RawResponse,
+    pub backend: Arc<Backend>,
+    pub upstream_time: Duration,
+    pub release: Box<dyn OnBodyEnd>,
+}
+
 /// Value of the sticky cookie naming a backend: a stable hash of its address.
 pub fn sticky_value(addr: &str) -> String {
     format!("{:016x}", balance::hash::hash_bytes(addr.as_bytes()))
@@ -308,8 +316,7 @@ impl Upstream {
         }
     }
 
-    /// `forward` for requests the own HTTP/1.1 client takes (see `h1`): the request is only
-    /// borrowed, so every attempt sends the same one.
+    /// `forward` for requests the own HTTP/1.1 client takes (see `h1`).
     async fn forward_raw(
         &self,
         req: &Request<RequestBody>,
@@ -317,6 +324,36 @@ impl Upstream {
         preferred: Option<usize>,
         interim: Option<&Interim>,
     ) -> Result<Forwarded, ProxyError> {
+        let head = h1::request_head(req);
+        let raw = self
+            .forward_head(&head, req.method(), key_hash, preferred, interim)
+            .await?;
+        let response = raw
+            .response
+            .into_response()
+            .map_err(|reason| ProxyError::UpstreamFailed {
+                addr: raw.backend.addr.to_string(),
+                reason: reason.into(),
+            })?;
+        Ok(Forwarded {
+            response: response.map(|b| UpstreamBody::Raw(Box::new(b))),
+            backend: raw.backend,
+            upstream_time: raw.upstream_time,
+            release: raw.release,
+        })
+    }
+
+    /// Sends a bodiless request, given as its HTTP/1.1 head, to a plain-TCP HTTP/1.1 backend
+    /// chosen by the balancer (or `preferred`), with the same retries as `forward`; the
+    /// response comes back as read, without a `HeaderMap`. Every attempt sends the same bytes.
+    pub async fn forward_head(
+        &self,
+        head: &[u8],
+        method: &Method,
+        key_hash: Option<u64>,
+        preferred: Option<usize>,
+        interim: Option<&Interim>,
+    ) -> Result<RawForwarded, ProxyError> {
         let mut tried: Vec<usize> = Vec::new();
         let mut last_error: Option<ProxyError> = None;
         let mut stale_retries = 0;
@@ -329,18 +366,18 @@ impl Upstream {
             let started = Instant::now();
             let sent = tokio::time::timeout(
                 self.response_timeout,
-                h1::send(self, backend, req, interim, stale_retries > 0),
+                h1::send_head(self, backend, head, method, interim, stale_retries > 0),
             )
             .await;
             let err = match sent {
                 Ok(Ok(response)) => {
-                    return Ok(self.answered(
-                        backend,
-                        started,
-                        inflight,
-                        response.map(|b| UpstreamBody::Raw(Box::new(b))),
-                        None,
-                    ))
+                    let upstream_time = self.record_answer(backend, started, response.head.status);
+                    return Ok(RawForwarded {
+                        response,
+                        backend: backend.clone(),
+                        upstream_time,
+                        release: self.release(backend, inflight, None),
+                    });
                 }
                 Ok(Err(h1::RawError::Stale)) => {
                     stale_retries += 1;
@@ -367,6 +404,32 @@ impl Upstream {
         }
     }
 
+    /// Passive health hears of a response head; the time it took.
+    fn record_answer(&self, backend: &Backend, started: Instant, status: u16) -> Duration {
+        let upstream_time = started.elapsed();
+        if status >= 500 {
+            self.report_failure(backend, &ProxyError::UpstreamStatus(status));
+        } else {
+            backend.report_success(self.balancer.reads_load().then_some(upstream_time));
+        }
+        upstream_time
+    }
+
+    /// What must be kept until the response body ends.
+    fn release(
+        &self,
+        backend: &Arc<Backend>,
+        inflight: Option<InflightGuard>,
+        h1: Option<http1::SendRequest<RequestBody>>,
+    ) -> Box<dyn OnBodyEnd> {
+        Box::new(Release {
+            h1,
+            backend: backend.clone(),
+            pool: self.pool,
+            _inflight: inflight,
+        })
+    }
+
     /// A response head arrived: passive health hears of it, and the caller gets what it must
     /// keep until the body ends.
     fn answered(
@@ -377,23 +440,12 @@ impl Upstream {
         response: Response<UpstreamBody>,
         h1: Option<http1::SendRequest<RequestBody>>,
     ) -> Forwarded {
-        let upstream_time = started.elapsed();
-        if response.status().is_server_error() {
-            self.report_failure(backend, &ProxyError::UpstreamStatus(response.status().as_u16()));
-        } else {
-            backend.report_success(self.balancer.reads_load().then_some(upstream_time));
-        }
-        let release = Release {
-            h1,
-            backend: backend.clone(),
-            pool: self.pool,
-            _inflight: inflight,
-        };
+        let upstream_time = self.record_answer(backend, started, response.status().as_u16());
         Forwarded {
             response,
             backend: backend.clone(),
             upstream_time,
-            release: Box::new(release),
+            release: self.release(backend, inflight, h1),
         }
     }
 

@@ -214,7 +214,7 @@ impl RequestId {
 
 /// Host for routing: lower case, without port (borrowed when already lower case). Works on
 /// bytes: it runs for every request.
-pub(super) fn routing_host(raw: &[u8]) -> Cow<'_, str> {
+pub(crate) fn routing_host(raw: &[u8]) -> Cow<'_, str> {
     let host = if raw.first() == Some(&b'[') {
         raw.iter().position(|&b| b == b']').map_or(raw, |i| &raw[..=i])
     } else {

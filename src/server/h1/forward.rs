@@ -72,14 +72,48 @@ pub(super) fn build_request(
         run.keep(out, buf, n.start, v.end);
     }
     run.flush(out, buf);
+    let host = head.host.as_ref().map(|r| &buf[r.clone()]).unwrap_or(b"");
+    let forwarding = Forwarding {
+        trusted: c.trusted,
+        prior_xff: &prior_xff,
+        prior_forwarded: &prior_forwarded,
+        has_proto,
+        has_fhost,
+        host,
+    };
+    write_forwarding(out, info, &forwarding, replaced);
+    line(out, id_name, request_id);
+    for o in &ops {
+        o.write_raw(out);
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&buf[head.len..head.len + buffered_body]);
+}
+
+/// What the forwarding fields are made from.
+pub(crate) struct Forwarding<'a> {
+    /// The peer is a trusted proxy: its forwarding fields are extended, not replaced.
+    pub trusted: bool,
+    pub prior_xff: &'a [&'a [u8]],
+    pub prior_forwarded: &'a [&'a [u8]],
+    /// A trusted peer sent X-Forwarded-Proto / X-Forwarded-Host (kept as they are).
+    pub has_proto: bool,
+    pub has_fhost: bool,
+    /// The request's host as the client named it.
+    pub host: &'a [u8],
+}
+
+/// X-Forwarded-For, -Proto, -Host and Forwarded as header lines, except those a route's
+/// header stage `replaced`.
+pub(crate) fn write_forwarding(out: &mut Vec<u8>, info: &ConnInfo, f: &Forwarding, replaced: impl Fn(&[u8]) -> bool) {
     let proto: &[u8] = if info.listener.tls.is_some() { b"https" } else { b"http" };
     let client = info.client_ip();
     let ip = client.text.as_bytes();
-    let host = head.host.as_ref().map(|r| &buf[r.clone()]).unwrap_or(b"");
+    let host = f.host;
     if !replaced(b"x-forwarded-for") {
         out.extend_from_slice(b"x-forwarded-for: ");
-        if c.trusted {
-            for p in &prior_xff {
+        if f.trusted {
+            for p in f.prior_xff {
                 out.extend_from_slice(p);
                 out.extend_from_slice(b", ");
             }
@@ -87,16 +121,16 @@ pub(super) fn build_request(
         out.extend_from_slice(ip);
         out.extend_from_slice(b"\r\n");
     }
-    if !has_proto && !replaced(b"x-forwarded-proto") {
+    if !f.has_proto && !replaced(b"x-forwarded-proto") {
         line(out, b"x-forwarded-proto", proto);
     }
-    if !has_fhost && !host.is_empty() && !replaced(b"x-forwarded-host") {
+    if !f.has_fhost && !host.is_empty() && !replaced(b"x-forwarded-host") {
         line(out, b"x-forwarded-host", host);
     }
     if !replaced(b"forwarded") {
         out.extend_from_slice(b"forwarded: ");
-        if c.trusted {
-            for p in &prior_forwarded {
+        if f.trusted {
+            for p in f.prior_forwarded {
                 out.extend_from_slice(p);
                 out.extend_from_slice(b", ");
             }
@@ -121,12 +155,6 @@ pub(super) fn build_request(
         }
         out.extend_from_slice(b"\r\n");
     }
-    line(out, id_name, request_id);
-    for o in &ops {
-        o.write_raw(out);
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(&buf[head.len..head.len + buffered_body]);
 }
 
 /// Adjacent header lines to copy as one slice. A line joins the run only when it ends in CRLF
@@ -160,7 +188,7 @@ impl LineRun {
     }
 }
 
-pub(super) fn is_hop_by_hop(name: &[u8], value: &[u8]) -> bool {
+pub(crate) fn is_hop_by_hop(name: &[u8], value: &[u8]) -> bool {
     match name.len() {
         2 => name.eq_ignore_ascii_case(b"te") && !value.eq_ignore_ascii_case(b"trailers"),
         7 => name.eq_ignore_ascii_case(b"upgrade") || name.eq_ignore_ascii_case(b"trailer"),

@@ -5,6 +5,7 @@
 
 use super::frame::{self, setting, Frame, FrameError, Head, Reason, DEFAULT_MAX_FRAME, HEAD_LEN, MAX_WINDOW};
 use super::hpack::Decoder;
+use super::output::Output;
 use super::request::{Refusal, RequestBuilder};
 use super::stream::{self, Chunk, Event, RequestBody, SendQueue};
 use crate::pipeline::Inbound;
@@ -62,8 +63,7 @@ pub struct Connection<T> {
     info: Arc<ConnInfo>,
     rt: Arc<Runtime>,
     rbuf: BytesMut,
-    wbuf: Vec<u8>,
-    written: usize,
+    out: Output,
     preface_done: bool,
     /// Bytes in `rbuf` not yet looked at (those read before the connection came here).
     unparsed: bool,
@@ -99,9 +99,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
     pub fn new(io: T, read: BytesMut, info: Arc<ConnInfo>, rt: Arc<Runtime>) -> Self {
         let (events_tx, events_rx) = unbounded_channel();
         let limits = &info.listener.limits;
-        let mut wbuf = Vec::with_capacity(4096);
+        let mut out = Output::default();
         frame::write_settings(
-            &mut wbuf,
+            out.buf(),
             &[
                 (setting::MAX_CONCURRENT_STREAMS, limits.h2_max_concurrent_streams),
                 (setting::INITIAL_WINDOW_SIZE, STREAM_WINDOW),
@@ -109,15 +109,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
                 (setting::ENABLE_PUSH, 0),
             ],
         );
-        frame::write_window_update(&mut wbuf, 0, CONNECTION_WINDOW - 65_535);
+        frame::write_window_update(out.buf(), 0, CONNECTION_WINDOW - 65_535);
         Connection {
             io,
             info,
             rt,
             unparsed: !read.is_empty(),
             rbuf: read,
-            wbuf,
-            written: 0,
+            out,
             preface_done: false,
             decoder: Decoder::default(),
             streams: HashMap::new(),
@@ -143,7 +142,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
     pub fn go_away(&mut self, reason: Reason) {
         if !self.going_away {
             self.going_away = true;
-            frame::write_goaway(&mut self.wbuf, self.last_stream, reason);
+            frame::write_goaway(self.out.buf(), self.last_stream, reason);
         }
     }
 
@@ -160,7 +159,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
     pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         for _ in 0..ROUNDS_PER_POLL {
             let mut progress = false;
-            if !self.closing && self.wbuf.len() - self.written < WRITE_HIGH {
+            if !self.closing && self.out.len() < WRITE_HIGH {
                 let fresh = if std::mem::take(&mut self.unparsed) {
                     true
                 } else {
@@ -193,7 +192,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
                 Poll::Pending => {}
             }
             let idle = self.streams.is_empty() && self.block.is_none();
-            if self.written == self.wbuf.len() && (self.closing || (self.going_away && idle)) {
+            if self.out.is_empty() && (self.closing || (self.going_away && idle)) {
                 let _ = Pin::new(&mut self.io).poll_shutdown(cx);
                 return Poll::Ready(());
             }
@@ -220,21 +219,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
 
     /// Writes what is queued; `true` when anything was written.
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<bool>> {
-        let mut wrote = false;
-        while self.written < self.wbuf.len() {
-            match Pin::new(&mut self.io).poll_write(cx, &self.wbuf[self.written..]) {
-                Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) => {
-                    self.written += n;
-                    wrote = true;
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return if wrote { Poll::Ready(Ok(true)) } else { Poll::Pending },
-            }
-        }
+        let wrote = ready!(self.out.poll_write(&mut self.io, cx))?;
         if wrote {
-            self.wbuf.clear();
-            self.written = 0;
             self.last_active = Instant::now();
             ready!(Pin::new(&mut self.io).poll_flush(cx))?;
         }
@@ -288,7 +274,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
             Frame::Settings { ack: false, params } => self.on_settings(params),
             Frame::Ping { ack, data } => {
                 if !ack {
-                    frame::write_ping_ack(&mut self.wbuf, &data);
+                    frame::write_ping_ack(self.out.buf(), &data);
                 }
                 Ok(())
             }
@@ -440,7 +426,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
                 _ => {}
             }
         }
-        frame::write_settings_ack(&mut self.wbuf);
+        frame::write_settings_ack(self.out.buf());
         Ok(())
     }
 
@@ -480,22 +466,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
         }
         self.last_stream = id;
         if self.going_away {
-            frame::write_rst_stream(&mut self.wbuf, id, Reason::REFUSED_STREAM);
+            frame::write_rst_stream(self.out.buf(), id, Reason::REFUSED_STREAM);
             return Ok(());
         }
         if self.streams.len() >= max_streams {
-            frame::write_rst_stream(&mut self.wbuf, id, Reason::REFUSED_STREAM);
+            frame::write_rst_stream(self.out.buf(), id, Reason::REFUSED_STREAM);
             return Ok(());
         }
         let content_length = request.content_length;
-        let parts = match request.finish() {
-            Ok(parts) => parts,
+        match request.check() {
+            Ok(()) => {}
             Err(Refusal::Malformed(why)) => return Err(FrameError::Stream(id, Reason::PROTOCOL_ERROR, why)),
             Err(Refusal::TooLarge) => {
                 self.answer_directly(id, 431);
                 return Ok(());
             }
-        };
+        }
         if end_stream && content_length.is_some_and(|n| n > 0) {
             return Err(FrameError::Stream(
                 id,
@@ -513,7 +499,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
         let send_queue = Arc::new(SendQueue::new(self.connection_queued.clone()));
         let task = tokio::spawn(stream::run(
             id,
-            parts,
+            request,
             inbound,
             self.info.clone(),
             self.rt.clone(),
@@ -545,9 +531,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
     fn answer_directly(&mut self, id: u32, status: u16) {
         let mut block = Vec::new();
         super::hpack::encode_status(&mut block, status);
-        frame::write_headers(&mut self.wbuf, id, &block, true, self.peer_max_frame);
+        frame::write_headers(self.out.buf(), id, &block, true, self.peer_max_frame);
         // Whatever body the client still sends is not wanted.
-        frame::write_rst_stream(&mut self.wbuf, id, Reason::NO_ERROR);
+        frame::write_rst_stream(self.out.buf(), id, Reason::NO_ERROR);
     }
 
     fn on_data(&mut self, id: u32, end_stream: bool, data: Bytes, flow_len: usize) -> Result<(), FrameError> {
@@ -613,7 +599,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
     fn give_back(&mut self, len: usize) {
         self.recv_unacked += len as u32;
         if self.recv_unacked >= CONNECTION_WINDOW / 2 {
-            frame::write_window_update(&mut self.wbuf, 0, self.recv_unacked);
+            frame::write_window_update(self.out.buf(), 0, self.recv_unacked);
             self.recv_window += i64::from(self.recv_unacked);
             self.recv_unacked = 0;
         }
@@ -624,7 +610,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
             Event::Head { id, block, end } => {
                 let Some(s) = self.streams.get_mut(&id) else { return };
                 s.responded = true;
-                frame::write_headers(&mut self.wbuf, id, &block, end, self.peer_max_frame);
+                frame::write_headers(self.out.buf(), id, &block, end, self.peer_max_frame);
                 if end {
                     s.end_queued = false;
                     self.local_end(id);
@@ -656,7 +642,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
                 if s.body.is_some() {
                     s.consumed += len as u32;
                     if s.consumed >= STREAM_WINDOW / 2 {
-                        frame::write_window_update(&mut self.wbuf, id, s.consumed);
+                        frame::write_window_update(self.out.buf(), id, s.consumed);
                         s.recv_window += i64::from(s.consumed);
                         s.consumed = 0;
                     }
@@ -669,7 +655,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
     /// Moves queued DATA into the output as the windows allow.
     fn fill_data(&mut self) {
         let mut rounds = self.pending.len();
-        while rounds > 0 && self.wbuf.len() - self.written < WRITE_HIGH {
+        while rounds > 0 && self.out.len() < WRITE_HIGH {
             rounds -= 1;
             let Some(id) = self.pending.pop_front() else { break };
             let Some(s) = self.streams.get_mut(&id) else { continue };
@@ -678,8 +664,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
                 let Some(front) = s.queue.front_mut() else {
                     if s.end_queued {
                         match s.trailers.take() {
-                            Some(block) => frame::write_headers(&mut self.wbuf, id, &block, true, self.peer_max_frame),
-                            None => frame::write_data_head(&mut self.wbuf, id, 0, true),
+                            Some(block) => frame::write_headers(self.out.buf(), id, &block, true, self.peer_max_frame),
+                            None => frame::write_data_head(self.out.buf(), id, 0, true),
                         }
                         finished = true;
                     }
@@ -701,8 +687,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
                     s.queue.pop_front();
                 }
                 let end = s.queue.is_empty() && s.end_queued && s.trailers.is_none();
-                frame::write_data_head(&mut self.wbuf, id, n, end);
-                self.wbuf.extend_from_slice(&chunk);
+                frame::write_data_head(self.out.buf(), id, n, end);
+                self.out.push_payload(chunk);
                 s.send_window -= n as i64;
                 self.send_window -= n as i64;
                 s.send_queue.taken(n);
@@ -710,7 +696,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
                     finished = true;
                     break;
                 }
-                if self.wbuf.len() - self.written >= WRITE_HIGH {
+                if self.out.len() >= WRITE_HIGH {
                     // More later; this stream goes to the back of the line.
                     self.pending.push_back(id);
                     break;
@@ -730,7 +716,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
         let Some(s) = self.streams.get_mut(&id) else { return };
         if s.body.is_some() {
             // The client is still sending a body nobody will read (§8.1).
-            frame::write_rst_stream(&mut self.wbuf, id, Reason::NO_ERROR);
+            frame::write_rst_stream(self.out.buf(), id, Reason::NO_ERROR);
             if let Some(s) = self.streams.remove(&id) {
                 self.forget(s);
             }
@@ -744,7 +730,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
 
     fn reset(&mut self, id: u32, reason: Reason, why: &str) {
         tracing::debug!(peer = %self.info.peer, stream = id, ?reason, why, "HTTP/2 stream reset");
-        frame::write_rst_stream(&mut self.wbuf, id, reason);
+        frame::write_rst_stream(self.out.buf(), id, reason);
         if let Some(s) = self.streams.remove(&id) {
             self.forget(s);
         }

@@ -3,7 +3,9 @@
 //! serves HTTP/2; nothing here is on the request path yet.
 
 pub mod conn;
+pub mod direct;
 pub mod frame;
 pub mod hpack;
+pub mod output;
 pub mod request;
 pub mod stream;

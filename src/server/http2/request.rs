@@ -1,8 +1,10 @@
 //! A request's header block, decoded field by field, checked against RFC 9113 §8.2–8.3 and
 //! turned into the `http` request parts the pipeline takes.
 
+use crate::route::RequestView;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri, Version};
+use std::ops::Range;
 
 /// Why a request cannot be served; the stream is refused, the connection stays.
 #[derive(Debug, PartialEq, Eq)]
@@ -13,16 +15,17 @@ pub enum Refusal {
     TooLarge,
 }
 
-/// Collects one header block's fields. The HPACK decoder calls `field` for every field; the
-/// first problem is remembered and later fields are only counted, so the block is still
-/// decoded to its end (the dynamic table must stay in step).
+/// Collects one header block's fields as byte ranges in one buffer. The HPACK decoder calls
+/// `field` for every field; the first problem is remembered and later fields are only counted,
+/// so the block is still decoded to its end (the dynamic table must stay in step).
 pub struct RequestBuilder {
-    method: Option<Method>,
-    scheme: Option<Vec<u8>>,
-    authority: Option<Vec<u8>>,
-    path: Option<Vec<u8>>,
-    headers: HeaderMap,
-    cookies: Option<Vec<u8>>,
+    bytes: Vec<u8>,
+    /// Regular fields: name and value ranges in `bytes`, names in lower case.
+    fields: Vec<(Range<usize>, Range<usize>)>,
+    method: Option<Range<usize>>,
+    scheme: Option<Range<usize>>,
+    authority: Option<Range<usize>>,
+    path: Option<Range<usize>>,
     regular_seen: bool,
     list_size: usize,
     max_list_size: usize,
@@ -33,12 +36,12 @@ pub struct RequestBuilder {
 impl RequestBuilder {
     pub fn new(max_list_size: usize) -> Self {
         RequestBuilder {
+            bytes: Vec::with_capacity(256),
+            fields: Vec::with_capacity(12),
             method: None,
             scheme: None,
             authority: None,
             path: None,
-            headers: HeaderMap::with_capacity(12),
-            cookies: None,
             regular_seen: false,
             list_size: 0,
             max_list_size,
@@ -62,52 +65,61 @@ impl RequestBuilder {
         }
     }
 
+    fn store(&mut self, b: &[u8]) -> Range<usize> {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(b);
+        start..self.bytes.len()
+    }
+
     fn take(&mut self, name: &[u8], value: &[u8]) -> Result<(), &'static str> {
+        if !valid_value(value) {
+            return Err("invalid field value");
+        }
         if let Some(pseudo) = name.strip_prefix(b":") {
             if self.regular_seen {
                 return Err("pseudo-header after a regular field");
             }
             let slot = match pseudo {
-                b"method" => {
-                    if self.method.is_some() {
-                        return Err("duplicate :method");
-                    }
-                    self.method = Some(Method::from_bytes(value).map_err(|_| "invalid :method")?);
-                    return Ok(());
-                }
+                b"method" if !value.is_empty() && value.iter().all(|&b| is_tchar(b)) => &mut self.method,
+                b"method" => return Err("invalid :method"),
                 b"scheme" => &mut self.scheme,
                 b"authority" => &mut self.authority,
                 b"path" => &mut self.path,
                 _ => return Err("unknown pseudo-header"),
             };
             if slot.is_some() {
-                return Err("duplicate pseudo-header");
+                return Err(if pseudo == b"method" {
+                    "duplicate :method"
+                } else {
+                    "duplicate pseudo-header"
+                });
             }
-            *slot = Some(value.to_vec());
+            let range = self.store(value);
+            match pseudo {
+                b"method" => self.method = Some(range),
+                b"scheme" => self.scheme = Some(range),
+                b"authority" => self.authority = Some(range),
+                _ => self.path = Some(range),
+            }
             return Ok(());
         }
         self.regular_seen = true;
+        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+            return Err("invalid field name");
+        }
         if name.iter().any(u8::is_ascii_uppercase) {
             return Err("upper-case field name");
         }
         if matches!(value.first(), Some(b' ' | b'\t')) || matches!(value.last(), Some(b' ' | b'\t')) {
             return Err("field value with surrounding whitespace");
         }
-        let name = HeaderName::from_bytes(name).map_err(|_| "invalid field name")?;
-        let value_ok = HeaderValue::from_bytes(value).map_err(|_| "invalid field value")?;
         match name {
             // Connection-specific fields have no place in HTTP/2 (§8.2.2).
-            ref n
-                if n == header::CONNECTION
-                    || n == header::TRANSFER_ENCODING
-                    || n == header::UPGRADE
-                    || n.as_str() == "keep-alive"
-                    || n.as_str() == "proxy-connection" =>
-            {
+            b"connection" | b"transfer-encoding" | b"upgrade" | b"keep-alive" | b"proxy-connection" => {
                 return Err("connection-specific field");
             }
-            ref n if n == header::TE && value != b"trailers" => return Err("TE other than trailers"),
-            ref n if n == header::CONTENT_LENGTH => {
+            b"te" if value != b"trailers" => return Err("TE other than trailers"),
+            b"content-length" => {
                 let len = std::str::from_utf8(value)
                     .ok()
                     .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
@@ -118,21 +130,117 @@ impl RequestBuilder {
                 }
                 self.content_length = Some(len);
             }
-            ref n if n == header::COOKIE => {
+            _ => {}
+        }
+        let name = self.store(name);
+        let value = self.store(value);
+        self.fields.push((name, value));
+        Ok(())
+    }
+
+    /// Why the stream must be refused, if it must: checked once the block is decoded.
+    pub fn check(&self) -> Result<(), Refusal> {
+        if let Some(p) = &self.problem {
+            return Err(match p {
+                Refusal::Malformed(why) => Refusal::Malformed(why),
+                Refusal::TooLarge => Refusal::TooLarge,
+            });
+        }
+        let method = self.method.as_ref().ok_or(Refusal::Malformed("missing :method"))?;
+        if &self.bytes[method.clone()] == b"CONNECT" {
+            if self.scheme.is_some() || self.path.is_some() {
+                return Err(Refusal::Malformed("CONNECT with :scheme or :path"));
+            }
+            if self.authority.is_none() {
+                return Err(Refusal::Malformed("CONNECT without :authority"));
+            }
+            return Ok(());
+        }
+        self.scheme.as_ref().ok_or(Refusal::Malformed("missing :scheme"))?;
+        let path = &self.bytes[self.path.clone().ok_or(Refusal::Malformed("missing :path"))?];
+        if path.is_empty() || !(path[0] == b'/' || (path == b"*" && &self.bytes[method.clone()] == b"OPTIONS")) {
+            return Err(Refusal::Malformed("invalid :path"));
+        }
+        Ok(())
+    }
+
+    pub fn method_bytes(&self) -> &[u8] {
+        self.method.as_ref().map_or(b"", |r| &self.bytes[r.clone()])
+    }
+
+    /// `:path` as sent (path and query).
+    pub fn target(&self) -> &[u8] {
+        self.path.as_ref().map_or(b"/", |r| &self.bytes[r.clone()])
+    }
+
+    /// `:authority`, or the Host field when there is none.
+    pub fn host(&self) -> &[u8] {
+        match &self.authority {
+            Some(r) if !r.is_empty() => &self.bytes[r.clone()],
+            _ => self.header(b"host").unwrap_or(b""),
+        }
+    }
+
+    pub fn header(&self, name: &[u8]) -> Option<&[u8]> {
+        self.fields().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// Regular fields in order: names in lower case.
+    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.fields
+            .iter()
+            .map(|(n, v)| (&self.bytes[n.clone()], &self.bytes[v.clone()]))
+    }
+
+    /// The request parts for the pipeline (after `check`).
+    pub fn finish(self) -> Result<http::request::Parts, Refusal> {
+        self.check()?;
+        let bad = |why| Refusal::Malformed(why);
+        let method = Method::from_bytes(self.method_bytes()).map_err(|_| bad("invalid :method"))?;
+        let mut headers = HeaderMap::with_capacity(self.fields.len() + 6);
+        let mut cookies: Option<Vec<u8>> = None;
+        for (name, value) in self.fields() {
+            if name == b"cookie" {
                 // Split crumbs are joined for HTTP/1.1 backends (§8.2.3).
-                match &mut self.cookies {
+                match &mut cookies {
                     Some(c) => {
                         c.extend_from_slice(b"; ");
                         c.extend_from_slice(value);
                     }
-                    None => self.cookies = Some(value.to_vec()),
+                    None => cookies = Some(value.to_vec()),
                 }
-                return Ok(());
+                continue;
             }
-            _ => {}
+            let name = HeaderName::from_bytes(name).map_err(|_| bad("invalid field name"))?;
+            headers.append(
+                name,
+                HeaderValue::from_bytes(value).map_err(|_| bad("invalid field value"))?,
+            );
         }
-        self.headers.append(name, value_ok);
-        Ok(())
+        if let Some(c) = cookies {
+            headers.insert(
+                header::COOKIE,
+                HeaderValue::from_bytes(&c).map_err(|_| bad("invalid cookie"))?,
+            );
+        }
+        let field = |r: &Option<Range<usize>>| r.as_ref().map(|r| self.bytes[r.clone()].to_vec());
+        let uri = if method == Method::CONNECT {
+            Uri::try_from(field(&self.authority).unwrap_or_default()).map_err(|_| bad("invalid :authority"))?
+        } else {
+            let mut b = Uri::builder().path_and_query(field(&self.path).unwrap_or_default());
+            if let Some(authority) = field(&self.authority).filter(|a| !a.is_empty()) {
+                b = b
+                    .scheme(field(&self.scheme).unwrap_or_default().as_slice())
+                    .authority(authority);
+            }
+            b.build().map_err(|_| bad("invalid request target"))?
+        };
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        parts.method = method;
+        parts.uri = uri;
+        parts.version = Version::HTTP_2;
+        parts.headers = headers;
+        Ok(parts)
     }
 
     /// The fields of a trailer block (which may have no pseudo-headers).
@@ -143,44 +251,53 @@ impl RequestBuilder {
         if self.method.is_some() || self.scheme.is_some() || self.authority.is_some() || self.path.is_some() {
             return Err(Refusal::Malformed("pseudo-header in trailers"));
         }
-        Ok(self.headers)
+        let mut headers = HeaderMap::with_capacity(self.fields.len());
+        for (name, value) in self.fields() {
+            let name = HeaderName::from_bytes(name).map_err(|_| Refusal::Malformed("invalid field name"))?;
+            let value = HeaderValue::from_bytes(value).map_err(|_| Refusal::Malformed("invalid field value"))?;
+            headers.append(name, value);
+        }
+        Ok(headers)
+    }
+}
+
+/// Routing and balancing read the request through this, before any `HeaderMap` exists.
+impl RequestView for RequestBuilder {
+    fn method(&self) -> &str {
+        std::str::from_utf8(self.method_bytes()).unwrap_or("")
     }
 
-    /// The request parts, or why the stream is refused.
-    pub fn finish(mut self) -> Result<http::request::Parts, Refusal> {
-        if let Some(p) = self.problem {
-            return Err(p);
-        }
-        let method = self.method.ok_or(Refusal::Malformed("missing :method"))?;
-        if let Some(c) = self.cookies.take() {
-            let v = HeaderValue::from_bytes(&c).map_err(|_| Refusal::Malformed("invalid cookie"))?;
-            self.headers.insert(header::COOKIE, v);
-        }
-        let uri = if method == Method::CONNECT {
-            if self.scheme.is_some() || self.path.is_some() {
-                return Err(Refusal::Malformed("CONNECT with :scheme or :path"));
-            }
-            let authority = self.authority.ok_or(Refusal::Malformed("CONNECT without :authority"))?;
-            Uri::try_from(authority).map_err(|_| Refusal::Malformed("invalid :authority"))?
-        } else {
-            let scheme = self.scheme.ok_or(Refusal::Malformed("missing :scheme"))?;
-            let path = self.path.ok_or(Refusal::Malformed("missing :path"))?;
-            if path.is_empty() || !(path[0] == b'/' || (path == b"*" && method == Method::OPTIONS)) {
-                return Err(Refusal::Malformed("invalid :path"));
-            }
-            let mut b = Uri::builder().path_and_query(path);
-            if let Some(authority) = self.authority.filter(|a| !a.is_empty()) {
-                b = b.scheme(scheme.as_slice()).authority(authority);
-            }
-            b.build().map_err(|_| Refusal::Malformed("invalid request target"))?
-        };
-        let (mut parts, ()) = http::Request::new(()).into_parts();
-        parts.method = method;
-        parts.uri = uri;
-        parts.version = Version::HTTP_2;
-        parts.headers = self.headers;
-        Ok(parts)
+    fn path(&self) -> &str {
+        let t = self.target();
+        let path = t.iter().position(|&b| b == b'?').map_or(t, |i| &t[..i]);
+        std::str::from_utf8(path).unwrap_or("")
     }
+
+    fn query(&self) -> Option<&str> {
+        let t = self.target();
+        let i = t.iter().position(|&b| b == b'?')?;
+        std::str::from_utf8(&t[i + 1..]).ok()
+    }
+
+    fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.fields()
+            .filter(move |(n, _)| *n == name.as_bytes())
+            .map(|(_, v)| v)
+    }
+
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        RequestBuilder::header(self, name.as_bytes())
+    }
+}
+
+/// RFC 9110 §5.6.2 token characters.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// No NUL, CR or LF (RFC 9113 §8.2.1): such a value could split a field on an HTTP/1.1 hop.
+fn valid_value(v: &[u8]) -> bool {
+    !v.iter().any(|&b| b == 0 || b == b'\r' || b == b'\n')
 }
 
 #[cfg(test)]
@@ -245,6 +362,8 @@ mod tests {
                 "field value with surrounding whitespace",
             ),
             (&[(":method", "GET"), ("x", "a\r\nb")], "invalid field value"),
+            (&[(":method", "GET"), ("a b", "1")], "invalid field name"),
+            (&[(":method", "G T")], "invalid :method"),
             (
                 &[(":method", "GET"), ("content-length", "1"), ("content-length", "2")],
                 "conflicting content-length",

@@ -1,14 +1,17 @@
 //! One request stream: its task runs the pipeline and hands the response to the connection
 //! as events; its request body arrives from the connection through a channel.
 
+use super::direct;
 use super::frame::Reason;
 use super::hpack;
+use super::request::RequestBuilder;
 use crate::pipeline::body::{BoxError, ClientBody};
+use crate::pipeline::respond::ProxyError;
 use crate::pipeline::{self, Inbound};
 use crate::runtime::Runtime;
 use crate::server::conn::ConnInfo;
 use bytes::Bytes;
-use http::{header, HeaderMap};
+use http::{header, HeaderMap, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use std::future::poll_fn;
@@ -112,18 +115,40 @@ impl SendQueue {
     }
 }
 
-/// Runs the pipeline for one request and passes the response to the connection.
+/// Serves one request — on the fast path (`direct`) when it can, else through the pipeline —
+/// and passes the response to the connection.
 pub async fn run(
     id: u32,
-    parts: http::request::Parts,
+    request: RequestBuilder,
     body: Inbound,
     info: Arc<ConnInfo>,
     rt: Arc<Runtime>,
     events: UnboundedSender<Event>,
     queue: Arc<SendQueue>,
 ) {
-    let is_head = parts.method == http::Method::HEAD;
-    let resp = Box::pin(pipeline::handle_parts(parts, body, &info, &rt)).await;
+    let is_head = request.method_bytes() == b"HEAD";
+    if matches!(body, Inbound::Empty) {
+        let snap = rt.snapshot();
+        if let Some((route, up)) = direct::plan(&request, &info, &snap) {
+            return direct::run(id, request, route, up, &info, &rt, &events, &queue).await;
+        }
+    }
+    let resp = match request.finish() {
+        Ok(parts) => Box::pin(pipeline::handle_parts(parts, body, &info, &rt)).await,
+        Err(_) => ProxyError::BadRequest("invalid request target").response(),
+    };
+    respond(id, resp, is_head, &events, &queue).await;
+}
+
+/// Sends a response from the pipeline: its head, then its body. Returns whether the body was
+/// sent whole, and its length.
+pub async fn respond(
+    id: u32,
+    resp: Response<ClientBody>,
+    is_head: bool,
+    events: &UnboundedSender<Event>,
+    queue: &SendQueue,
+) -> (bool, u64) {
     let (head, mut body) = resp.into_parts();
     let mut block = Vec::with_capacity(128 + head.headers.len() * 32);
     hpack::encode_status(&mut block, head.status.as_u16());
@@ -138,17 +163,23 @@ pub async fn run(
     }
     let end = body.is_end_stream();
     if events.send(Event::Head { id, block, end }).is_err() {
-        return;
+        return (false, 0);
     }
     if end {
         // Polled once anyway so the body's end hooks see it complete.
         let _ = body.frame().await;
-        return;
+        return (true, 0);
     }
-    send_body(id, &mut body, &events, &queue).await;
+    send_body(id, &mut body, events, queue).await
 }
 
-async fn send_body(id: u32, body: &mut ClientBody, events: &UnboundedSender<Event>, queue: &SendQueue) {
+/// Passes a body to the connection as it is read, no faster than the connection writes it.
+/// Returns whether it was sent whole, and how many bytes were.
+pub async fn send_body<B>(id: u32, body: &mut B, events: &UnboundedSender<Event>, queue: &SendQueue) -> (bool, u64)
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    let mut bytes = 0u64;
     loop {
         poll_fn(|cx| queue.poll_ready(cx)).await;
         let event = match body.frame().await {
@@ -159,10 +190,11 @@ async fn send_body(id: u32, body: &mut ClientBody, events: &UnboundedSender<Even
             },
             Some(Err(e)) => {
                 tracing::debug!(stream = id, error = %e, "response body failed");
-                Event::Reset {
+                let _ = events.send(Event::Reset {
                     id,
                     reason: Reason::INTERNAL_ERROR,
-                }
+                });
+                return (false, bytes);
             }
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
@@ -170,6 +202,7 @@ async fn send_body(id: u32, body: &mut ClientBody, events: &UnboundedSender<Even
                     if data.is_empty() && !end {
                         continue;
                     }
+                    bytes += data.len() as u64;
                     queue.added(data.len());
                     Event::Data { id, data, end }
                 }
@@ -184,8 +217,11 @@ async fn send_body(id: u32, body: &mut ClientBody, events: &UnboundedSender<Even
             },
         };
         let last = !matches!(event, Event::Data { end: false, .. });
-        if events.send(event).is_err() || last {
-            return;
+        if events.send(event).is_err() {
+            return (false, bytes);
+        }
+        if last {
+            return (true, bytes);
         }
     }
 }

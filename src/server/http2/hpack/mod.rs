@@ -191,8 +191,8 @@ pub fn encode_status(out: &mut Vec<u8>, status: u16) {
     out.extend_from_slice(&digits);
 }
 
-/// Appends a field as a literal that is not indexed. `name` may be in any case (it is sent in
-/// lower case); `sensitive` marks it never-indexed, so later hops do not index it either.
+/// Appends a field as a literal that is not indexed; `name` is in lower case. `sensitive`
+/// marks it never-indexed, so later hops do not index it either.
 pub fn encode_field(out: &mut Vec<u8>, name: &[u8], value: &[u8], sensitive: bool) {
     let flags = if sensitive { 0x10 } else { 0x00 };
     match table::static_name_index(name) {
@@ -200,7 +200,23 @@ pub fn encode_field(out: &mut Vec<u8>, name: &[u8], value: &[u8], sensitive: boo
         None => {
             out.push(flags);
             integer_into(out, 0, 7, name.len());
-            out.extend(name.iter().map(u8::to_ascii_lowercase));
+            out.extend_from_slice(name);
+        }
+    }
+    integer_into(out, 0, 7, value.len());
+    out.extend_from_slice(value);
+}
+
+/// `encode_field` for a name in any case (sent in lower case), as HTTP/1.1 heads carry them.
+pub fn encode_field_any_case(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    match table::static_name_index_any_case(name) {
+        Some(index) => integer_into(out, 0, 4, usize::from(index)),
+        None => {
+            out.push(0);
+            integer_into(out, 0, 7, name.len());
+            let at = out.len();
+            out.extend_from_slice(name);
+            out[at..].make_ascii_lowercase();
         }
     }
     integer_into(out, 0, 7, value.len());

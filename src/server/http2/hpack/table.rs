@@ -66,11 +66,25 @@ pub const STATIC: [(&[u8], &[u8]); 61] = [
     (b"www-authenticate", b""),
 ];
 
-/// The static-table index (1-based) of the first entry named `name`, compared without regard
-/// to ASCII case so that HTTP/1.1 field names can be looked up as they arrive.
+/// The static-table index (1-based) of the first entry named `name`, which is in lower case.
 pub fn static_name_index(name: &[u8]) -> Option<u8> {
+    candidates(name.len())
+        .iter()
+        .copied()
+        .find(|&i| STATIC[i as usize - 1].0 == name)
+}
+
+/// `static_name_index` for a name in any case, as HTTP/1.1 field names arrive.
+pub fn static_name_index_any_case(name: &[u8]) -> Option<u8> {
+    candidates(name.len())
+        .iter()
+        .copied()
+        .find(|&i| STATIC[i as usize - 1].0.eq_ignore_ascii_case(name))
+}
+
+fn candidates(len: usize) -> &'static [u8] {
     // Candidates by length keep this to a few comparisons.
-    let candidates: &[u8] = match name.len() {
+    match len {
         3 => &[21, 60],
         4 => &[33, 34, 37, 38, 45, 59],
         5 => &[22, 50],
@@ -90,11 +104,7 @@ pub fn static_name_index(name: &[u8]) -> Option<u8> {
         25 => &[56],
         27 => &[20],
         _ => &[],
-    };
-    candidates
-        .iter()
-        .copied()
-        .find(|&i| STATIC[i as usize - 1].0.eq_ignore_ascii_case(name))
+    }
 }
 
 /// Per RFC 7541 §4.1: an entry's size is its name and value plus 32.
@@ -177,7 +187,7 @@ mod tests {
 
     #[test]
     fn static_names_are_found_in_any_case() {
-        for (i, (name, _)) in STATIC.iter().enumerate() {
+        for (name, _) in STATIC.iter() {
             let first = STATIC.iter().position(|(n, _)| n == name).unwrap() + 1;
             if name.starts_with(b":") {
                 continue;
@@ -189,8 +199,8 @@ mod tests {
                 String::from_utf8_lossy(name)
             );
             let upper = name.to_ascii_uppercase();
-            assert_eq!(static_name_index(&upper), Some(first as u8));
-            let _ = i;
+            assert_eq!(static_name_index_any_case(&upper), Some(first as u8));
+            assert_eq!(static_name_index(&upper), None, "lower-case names only");
         }
         assert_eq!(static_name_index(b"x-request-id"), None);
         assert_eq!(static_name_index(b"dates"), None);
