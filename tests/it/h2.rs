@@ -339,3 +339,176 @@ async fn a_removed_listener_drains_http2_connections_gracefully() {
         .unwrap()
         .expect("closed cleanly");
 }
+
+fn h2_config(origin: &Origin, limits: &str) -> String {
+    format!(
+        "[log]\naccess = \"off\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\nlimits = {{ {limits} }}\n[upstream.app]\nservers = [\"{}\"]\n[[route]]\nmatch = {{ path = \"/fixed\" }}\nrespond = {{ status = 200, body = \"fixed body\" }}\n[[route]]\nupstream = \"app\"\n",
+        origin.addr
+    )
+}
+
+fn preface() -> Vec<u8> {
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(4, 0, 0, &[]));
+    out
+}
+
+#[tokio::test]
+async fn head_answers_carry_no_body_and_host_must_match_authority() {
+    let origin = Origin::named("o").await;
+    let p = proxy(&h2_config(&origin, "")).await;
+    let mut s = tokio::net::TcpStream::connect(p.addr(0)).await.unwrap();
+    let mut out = preface();
+    // HEAD /fixed: a fixed response with a body; HEAD must not send it (RFC 9110 §9.3.2).
+    let mut head = vec![0x04, 6];
+    head.extend_from_slice(b"/fixed");
+    head.extend_from_slice(&[0x86, 0x01, 0x01, b'x']);
+    head.extend(literal(":method", "HEAD"));
+    // (a pseudo-header after others is fine as long as all precede regular fields)
+    out.extend(frame(1, 0x5, 1, &head));
+    // Host naming another site than :authority: refused, never routed by one and sent as the other.
+    let mut two_hosts = get_block("/two");
+    two_hosts.extend(literal("host", "elsewhere.test"));
+    out.extend(frame(1, 0x5, 3, &two_hosts));
+    s.write_all(&out).await.unwrap();
+    let frames = read_frames(&mut s).await;
+    let answer = frames
+        .iter()
+        .find(|f| f.0 == 1 && f.2 == 1)
+        .expect("HEADERS for the HEAD");
+    assert_eq!(answer.1 & 1, 1, "END_STREAM on the head itself: {frames:?}");
+    assert!(
+        !frames.iter().any(|f| f.0 == 0 && f.2 == 1 && !f.3.is_empty()),
+        "no DATA for HEAD"
+    );
+    assert_eq!(rst_code(&frames, 3), Some(1), "PROTOCOL_ERROR for host ≠ :authority");
+    assert_eq!(origin.requests(), 0);
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected_after_the_idle_timeout() {
+    let origin = Origin::start(|_req| async move { http::Response::new(TestBody::text(vec![b'z'; 8 << 20])) }).await;
+    let p = proxy(&h2_config(&origin, "idle_timeout = \"1s\"")).await;
+    let mut s = tokio::net::TcpStream::connect(p.addr(0)).await.unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // Windows wide open (INITIAL_WINDOW_SIZE 2^31-1 and a connection WINDOW_UPDATE), then
+    // never another read: the proxy's writes back up.
+    out.extend(frame(4, 0, 0, &[0, 4, 0x7f, 0xff, 0xff, 0xff]));
+    out.extend(frame(8, 0, 0, &0x7fff_0000u32.to_be_bytes()));
+    out.extend(frame(1, 0x5, 1, &get_block("/big")));
+    s.write_all(&out).await.unwrap();
+    eventually(Duration::from_secs(10), "the origin was asked", || async {
+        origin.requests() >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Now read: what was sent before the proxy gave up, then the end of the connection.
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    assert!(closed, "connection closed");
+    assert!(total < 8 << 20, "the body was not all sent ({total} bytes)");
+}
+
+#[tokio::test]
+async fn errors_provoked_on_many_streams_end_the_connection() {
+    let origin = Origin::named("o").await;
+    let p = proxy(&h2_config(&origin, "h2_max_pending_resets = 10")).await;
+    let mut s = tokio::net::TcpStream::connect(p.addr(0)).await.unwrap();
+    let mut out = preface();
+    // Each stream is opened with a body still to come, then given a WINDOW_UPDATE of 0, which
+    // the proxy answers with RST_STREAM ("MadeYouReset").
+    for i in 0..500u32 {
+        let id = 2 * i + 1;
+        let mut post = vec![0x83, 0x86, 0x04, 4];
+        post.extend_from_slice(b"/mur");
+        post.extend_from_slice(&[0x01, 0x01, b'x']);
+        out.extend(frame(1, 0x4, id, &post));
+        out.extend(frame(8, 0, id, &[0, 0, 0, 0]));
+    }
+    let _ = s.write_all(&out).await;
+    let frames = read_frames(&mut s).await;
+    let goaway = frames
+        .iter()
+        .find(|f| f.0 == 7)
+        .expect("GOAWAY after the provoked resets");
+    let code = u32::from_be_bytes([goaway.3[4], goaway.3[5], goaway.3[6], goaway.3[7]]);
+    assert_eq!(code, 0xb, "ENHANCE_YOUR_CALM");
+    assert!(frames.iter().filter(|f| f.0 == 3).count() < 100, "stopped early");
+}
+
+#[tokio::test]
+async fn padded_uploads_keep_the_stream_window_open() {
+    let origin = Origin::start(|req| async move {
+        use http_body_util::BodyExt;
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        http::Response::new(TestBody::text(format!("{}", body.len())))
+    })
+    .await;
+    let p = proxy(&h2_config(&origin, "")).await;
+    let mut s = tokio::net::TcpStream::connect(p.addr(0)).await.unwrap();
+    let mut out = preface();
+    let mut post = vec![0x83, 0x86, 0x04, 3];
+    post.extend_from_slice(b"/up");
+    post.extend_from_slice(&[0x01, 0x01, b'x']);
+    out.extend(frame(1, 0x4, 1, &post));
+    s.write_all(&out).await.unwrap();
+    // 4,000 DATA frames of one byte and 254 bytes of padding: about 1 MiB of flow control for
+    // 4,000 bytes of body, four times the stream's window. Sent as the windows allow.
+    let (mut conn_window, mut stream_window) = (65_535i64, 65_535i64);
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut frames_read = 0;
+    for i in 0..4000 {
+        while conn_window < 256 || stream_window < 256 {
+            let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+                .await
+                .expect("a WINDOW_UPDATE in time (the window must not stay shut)")
+                .unwrap();
+            assert!(n > 0);
+            seen.extend_from_slice(&chunk[..n]);
+            let frames = read_frames_from(&seen);
+            for f in &frames[frames_read..] {
+                if f.0 == 4 && f.1 == 0 {
+                    // The server's SETTINGS: its initial stream window.
+                    for c in f.3.chunks(6) {
+                        if u16::from_be_bytes([c[0], c[1]]) == 4 {
+                            stream_window += i64::from(u32::from_be_bytes([c[2], c[3], c[4], c[5]])) - 65_535;
+                        }
+                    }
+                }
+                if f.0 == 8 {
+                    let inc = i64::from(u32::from_be_bytes([f.3[0], f.3[1], f.3[2], f.3[3]]));
+                    if f.2 == 0 {
+                        conn_window += inc;
+                    } else {
+                        stream_window += inc;
+                    }
+                }
+            }
+            frames_read = frames.len();
+        }
+        let mut payload = vec![254u8, b'b'];
+        payload.extend_from_slice(&[0u8; 254]);
+        let flags = if i == 3999 { 0x9 } else { 0x8 };
+        s.write_all(&frame(0, flags, 1, &payload)).await.unwrap();
+        conn_window -= 256;
+        stream_window -= 256;
+    }
+    let frames = read_frames(&mut s).await;
+    let body: Vec<u8> = frames
+        .iter()
+        .filter(|f| f.0 == 0 && f.2 == 1)
+        .flat_map(|f| f.3.clone())
+        .collect();
+    assert_eq!(String::from_utf8_lossy(&body), "4000");
+}

@@ -170,7 +170,7 @@ fn upstream_head(
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let host = req.host();
-    if !replaced(b"host") {
+    if !host.is_empty() && !replaced(b"host") {
         line(&mut out, b"host", host);
     }
     let mut prior_xff: Vec<&[u8]> = Vec::new();

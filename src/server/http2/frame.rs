@@ -322,6 +322,11 @@ pub fn write_settings_ack(out: &mut Vec<u8>) {
     Head::write(out, 0, kind::SETTINGS, flag::ACK, 0);
 }
 
+pub fn write_ping(out: &mut Vec<u8>, data: &[u8; 8]) {
+    Head::write(out, 8, kind::PING, 0, 0);
+    out.extend_from_slice(data);
+}
+
 pub fn write_ping_ack(out: &mut Vec<u8>, data: &[u8; 8]) {
     Head::write(out, 8, kind::PING, flag::ACK, 0);
     out.extend_from_slice(data);

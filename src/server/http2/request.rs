@@ -161,6 +161,23 @@ impl RequestBuilder {
         if path.is_empty() || !(path[0] == b'/' || (path == b"*" && &self.bytes[method.clone()] == b"OPTIONS")) {
             return Err(Refusal::Malformed("invalid :path"));
         }
+        // The host routing sees must be the host the backend sees (§8.3.1).
+        let authority = self
+            .authority
+            .as_ref()
+            .map(|r| &self.bytes[r.clone()])
+            .filter(|a| !a.is_empty());
+        if authority.is_some_and(|a| a.contains(&b'@')) {
+            return Err(Refusal::Malformed(":authority with userinfo"));
+        }
+        let mut hosts = self.fields().filter(|(n, _)| *n == b"host").map(|(_, v)| v);
+        match (authority, hosts.next(), hosts.next()) {
+            (_, Some(_), Some(_)) => return Err(Refusal::Malformed("more than one host field")),
+            (Some(a), Some(h), None) if !a.eq_ignore_ascii_case(h) => {
+                return Err(Refusal::Malformed("host differs from :authority"))
+            }
+            _ => {}
+        }
         Ok(())
     }
 
@@ -328,8 +345,15 @@ mod tests {
         assert_eq!(p.version, Version::HTTP_2);
         assert_eq!(p.headers[header::COOKIE], "a=1; b=2");
         assert_eq!(p.headers[header::ACCEPT], "*/*");
-        let no_authority = build(&[(":method", "GET"), (":scheme", "http"), (":path", "/")]).unwrap();
-        assert_eq!(no_authority.uri, "/");
+        let with_host = build(&[
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", "/"),
+            ("host", "h.test"),
+        ])
+        .unwrap();
+        assert_eq!(with_host.uri, "/");
+        assert_eq!(with_host.headers[header::HOST], "h.test");
     }
 
     #[test]
@@ -380,6 +404,34 @@ mod tests {
         let long = "v".repeat(20_000);
         big.push(("x-big", &long));
         assert_eq!(build(&big).unwrap_err(), Refusal::TooLarge);
+        let host_pairs: &[&[(&str, &str)]] = &[
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                (":authority", "a.test"),
+                ("host", "b.test"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                ("host", "a"),
+                ("host", "a"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                (":authority", "u@a.test"),
+            ],
+        ];
+        for fields in host_pairs {
+            assert!(matches!(build(fields), Err(Refusal::Malformed(_))), "{fields:?}");
+        }
+        let mut same = BASE.to_vec();
+        same.push(("host", "A.test"));
+        assert!(build(&same).is_ok(), "host equal to :authority");
         let mut te = BASE.to_vec();
         te.push(("te", "trailers"));
         assert!(build(&te).is_ok());

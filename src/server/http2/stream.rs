@@ -81,23 +81,15 @@ impl SendQueue {
 
     fn added(&self, len: usize) {
         self.queued.fetch_add(len, Ordering::AcqRel);
-        self.connection.fetch_add(len, Ordering::AcqRel);
     }
 
-    /// The connection took `len` bytes for writing.
+    /// The connection took `len` bytes for writing (it keeps the connection's total itself).
     pub fn taken(&self, len: usize) {
         self.queued.fetch_sub(len, Ordering::AcqRel);
-        self.connection.fetch_sub(len, Ordering::AcqRel);
         let waker = self.waker.lock().map(|mut w| w.take()).unwrap_or(None);
         if let Some(w) = waker {
             w.wake();
         }
-    }
-
-    /// The stream is gone: what it had queued no longer counts.
-    pub fn dropped(&self) {
-        let own = self.queued.swap(0, Ordering::AcqRel);
-        self.connection.fetch_sub(own, Ordering::AcqRel);
     }
 
     fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
@@ -126,11 +118,18 @@ pub async fn run(
     events: UnboundedSender<Event>,
     queue: Arc<SendQueue>,
 ) {
+    let mut guard = Unfinished {
+        id,
+        events: &events,
+        done: false,
+    };
     let is_head = request.method_bytes() == b"HEAD";
     if matches!(body, Inbound::Empty) {
         let snap = rt.snapshot();
         if let Some((route, up)) = direct::plan(&request, &info, &snap) {
-            return direct::run(id, request, route, up, &info, &rt, &events, &queue).await;
+            direct::run(id, request, route, up, &info, &rt, &events, &queue).await;
+            guard.done = true;
+            return;
         }
     }
     let resp = match request.finish() {
@@ -138,6 +137,26 @@ pub async fn run(
         Err(_) => ProxyError::BadRequest("invalid request target").response(),
     };
     respond(id, resp, is_head, &events, &queue).await;
+    guard.done = true;
+}
+
+/// Resets the stream if its task ends without finishing it (a panic): the stream must not
+/// stay open, holding its slot, for the rest of the connection.
+struct Unfinished<'a> {
+    id: u32,
+    events: &'a UnboundedSender<Event>,
+    done: bool,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if !self.done && std::thread::panicking() {
+            let _ = self.events.send(Event::Reset {
+                id: self.id,
+                reason: Reason::INTERNAL_ERROR,
+            });
+        }
+    }
 }
 
 /// Sends a response from the pipeline: its head, then its body. Returns whether the body was
@@ -161,13 +180,14 @@ pub async fn respond(
             hpack::encode_field(&mut block, b"content-length", len.to_string().as_bytes(), false);
         }
     }
-    let end = body.is_end_stream();
+    let end = bodiless || body.is_end_stream();
     if events.send(Event::Head { id, block, end }).is_err() {
         return (false, 0);
     }
     if end {
-        // Polled once anyway so the body's end hooks see it complete.
-        let _ = body.frame().await;
+        // Read to its end anyway (a HEAD answer has no body to send, but its hooks — the
+        // backend connection's return to the pool, the access log — must see it complete).
+        while let Some(Ok(_)) = body.frame().await {}
         return (true, 0);
     }
     send_body(id, &mut body, events, queue).await
