@@ -1,8 +1,7 @@
-//! One client connection: hyper's HTTP/1.1 + HTTP/2 server over the (TLS) stream, wrapped so
-//! that idle time is tracked, HTTP/1.1 framing is checked (see `strict`), and a drain signal
-//! closes it gracefully.
+//! One client connection handed over by the HTTP/1.1 fast path: hyper's HTTP/1.1 server over
+//! the (TLS) stream, wrapped so that idle time is tracked, HTTP/1.1 framing is checked (see
+//! `strict`), and a drain signal closes it gracefully.
 
-use super::pace::{PacedResponse, SendBudget};
 use super::strict::HeadScanner;
 use super::ListenerSpec;
 use crate::runtime::Runtime;
@@ -78,8 +77,6 @@ pin_project! {
         inner: T,
         info: Arc<ConnInfo>,
         scanner: Option<HeadScanner>,
-        // Told of every write, so paced HTTP/2 bodies can tell a stalled connection.
-        budget: Arc<SendBudget>,
     }
 }
 
@@ -106,7 +103,6 @@ impl<T: AsyncWrite> AsyncWrite for ConnIo<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         let this = self.project();
         this.info.touch();
-        this.budget.note_write();
         this.inner.poll_write(cx, buf)
     }
 
@@ -117,7 +113,6 @@ impl<T: AsyncWrite> AsyncWrite for ConnIo<T> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.project();
         this.info.touch();
-        this.budget.note_write();
         this.inner.poll_write_vectored(cx, bufs)
     }
 
@@ -141,20 +136,16 @@ where
 {
     info.touch();
     let listener = info.listener.clone();
-    let budget = Arc::new(SendBudget::default());
     let io = ConnIo {
         inner: io,
         info: info.clone(),
         scanner: scan_h1.then(HeadScanner::default),
-        budget: budget.clone(),
     };
     let svc_info = info.clone();
     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        let budget = (req.version() == hyper::Version::HTTP_2).then(|| budget.clone());
-        // Boxed: the pipeline's future is large, and hyper moves it (into each HTTP/2 stream's
-        // task). Not wrapped in an async block, which would hold it twice.
-        let handled = Box::pin(crate::pipeline::handle(req, svc_info.clone(), rt.clone()));
-        PacedResponse::new(handled, budget)
+        // Boxed: the pipeline's future is large, and hyper moves it. Not wrapped in an async
+        // block, which would hold it twice.
+        Box::pin(crate::pipeline::handle(req, svc_info.clone(), rt.clone()))
     });
     let conn = listener.http.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);

@@ -7,7 +7,6 @@ pub mod conn;
 pub mod h1;
 pub mod http2;
 pub mod limits;
-pub mod pace;
 pub mod strict;
 pub mod tls;
 
@@ -27,9 +26,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-/// Bytes an HTTP/2 stream may buffer for sending before the body source is paused.
-const H2_SEND_BUF: usize = 32 * 1024;
-
 /// A compiled `[[listener]]`.
 pub struct ListenerSpec {
     /// The `listen` value as written; identifies the listener across reloads.
@@ -46,7 +42,9 @@ pub struct ListenerSpec {
 }
 
 impl ListenerSpec {
-    pub fn http_builder(limits: &Limits, http2: bool) -> auto::Builder<TokioExecutor> {
+    /// hyper's HTTP/1.1 server, for the connections the fast path hands over (HTTP/2 is
+    /// served by `http2`).
+    pub fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         let mut b = auto::Builder::new(TokioExecutor::new());
         b.http1()
             .timer(hyper_util::rt::TokioTimer::new())
@@ -54,21 +52,7 @@ impl ListenerSpec {
             .max_buf_size(limits.max_header_bytes.max(8192) + 1024)
             .max_headers(limits.max_headers)
             .keep_alive(true);
-        b.http2()
-            .timer(hyper_util::rt::TokioTimer::new())
-            .max_concurrent_streams(limits.h2_max_concurrent_streams)
-            .max_pending_accept_reset_streams(limits.h2_max_pending_resets)
-            .max_local_error_reset_streams(limits.h2_max_pending_resets)
-            .max_header_list_size(limits.max_header_bytes as u32)
-            // Per-stream send buffer: hyper's default (~400 KiB) lets every stream of every
-            // connection hold a whole large body; backpressure to the upstream is cheaper.
-            .max_send_buf_size(H2_SEND_BUF)
-            .keep_alive_interval(Some(Duration::from_secs(30)));
-        if http2 {
-            b
-        } else {
-            b.http1_only()
-        }
+        b.http1_only()
     }
 }
 

@@ -217,7 +217,7 @@ impl Compiler {
             out.push(Arc::new(ListenerSpec {
                 listen: l.listen.get_ref().clone(),
                 addr,
-                http: ListenerSpec::http_builder(&limits, http2),
+                http: ListenerSpec::http_builder(&limits),
                 http2,
                 tls,
                 redirect_https: l.redirect_https.unwrap_or(false).then_some(l.https_port.unwrap_or(443)),
