@@ -22,7 +22,7 @@ use std::task::{Context, Poll, Waker};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 /// A stream may hand the connection more body while less than this of its own is queued.
-const STREAM_QUEUE: usize = 32 * 1024;
+const STREAM_QUEUE: usize = 16 * 1024;
 /// Above this much queued on the whole connection, a stream hands over more only when none of
 /// its own is still queued: memory per connection stays bounded, and a stream whose client
 /// stopped reading it (its window closed) cannot hold back the others.
