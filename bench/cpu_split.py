@@ -21,6 +21,19 @@ def frontdesk_bin():
     return os.path.join(target, "release", "frontdesk")
 
 
+def split_cpus():
+    """(proxy CPU, load CPUs): the proxy on the last CPU, everything else on the others."""
+    ncpu = os.cpu_count()
+    return str(ncpu - 1), ",".join(str(i) for i in range(ncpu - 1))
+
+
+def ecdsa_cert(work):
+    """A self-signed ECDSA P-256 certificate for bench.test: work/cert.pem and work/key.pem."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", f"{work}/key.pem", "-out", f"{work}/cert.pem", "-days", "2", "-subj", "/CN=bench.test",
+                    "-addext", "subjectAltName=DNS:bench.test"], check=True, capture_output=True)
+
+
 def render(template, values):
     text = open(template).read()
     for k, v in values.items():
@@ -84,8 +97,7 @@ def main():
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--paths", default="/,/1k")
     args = ap.parse_args()
-    ncpu = os.cpu_count()
-    proxy_cpu, load_cpus = str(ncpu - 1), ",".join(str(i) for i in range(ncpu - 1))
+    proxy_cpu, load_cpus = split_cpus()
     work = tempfile.mkdtemp(prefix="cpusplit-")
     procs = []
 

@@ -19,7 +19,7 @@ Needs nginx, wrk, h2load, valgrind (callgrind_control), taskset.
 import argparse, glob, os, re, shutil, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cpu_split import HERE, cpu, render, stop_all, wait_port  # noqa: E402
+from cpu_split import HERE, cpu, render, split_cpus, stop_all, wait_port  # noqa: E402
 
 
 def callgrind_ir(binary, config, work, tag, load_cmds, warm_cmd):
@@ -61,8 +61,7 @@ def main():
     ap.add_argument("--duration", type=int, default=6)
     ap.add_argument("--conns", type=int, default=64)
     args = ap.parse_args()
-    ncpu = os.cpu_count()
-    proxy_cpu, load_cpus = str(ncpu - 1), ",".join(str(i) for i in range(ncpu - 1))
+    proxy_cpu, load_cpus = split_cpus()
     work = tempfile.mkdtemp(prefix="stagecost-")
     procs = []
     try:

@@ -15,7 +15,7 @@ Usage: bench/tls_handshakes.py [--seconds 5] [--rounds 3] [--tls 1.3|1.2]
 import argparse, os, re, shutil, socket, ssl, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cpu_split import cpu, frontdesk_bin, stop_all, wait_port  # noqa: E402
+from cpu_split import cpu, ecdsa_cert, frontdesk_bin, split_cpus, stop_all, wait_port  # noqa: E402
 
 
 def python_client(port, seconds, resume, version):
@@ -51,14 +51,11 @@ def main():
     args = ap.parse_args()
     version = ssl.TLSVersion.TLSv1_3 if args.tls == "1.3" else ssl.TLSVersion.TLSv1_2
     s_time_flag = "-tls1_3" if args.tls == "1.3" else "-tls1_2"
-    ncpu = os.cpu_count()
-    proxy_cpu, load_cpus = str(ncpu - 1), ",".join(str(i) for i in range(ncpu - 1))
+    proxy_cpu, load_cpus = split_cpus()
     work = tempfile.mkdtemp(prefix="tlsbench-")
     procs = []
     try:
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                        "-keyout", f"{work}/key.pem", "-out", f"{work}/cert.pem", "-days", "2", "-subj", "/CN=bench.test",
-                        "-addext", "subjectAltName=DNS:bench.test"], check=True, capture_output=True)
+        ecdsa_cert(work)
         os.makedirs(f"{work}/nginx", exist_ok=True)
         open(f"{work}/nginx.conf", "w").write(f"""
 worker_processes 1; daemon off; pid {work}/nginx.pid; error_log stderr crit;

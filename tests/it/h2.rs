@@ -512,3 +512,122 @@ async fn padded_uploads_keep_the_stream_window_open() {
         .collect();
     assert_eq!(String::from_utf8_lossy(&body), "4000");
 }
+
+/// The HTTP/2 fast path (`server/http2/direct.rs`) forwards and answers like the HTTP/1.1 fast
+/// path: same fields upstream (forwarding fields, header stages, joined cookies), same fields
+/// back (hop-by-hop removed, stages, sticky cookie, request id).
+#[tokio::test]
+async fn http2_fast_path_forwards_and_answers_like_http1() {
+    let origin = Origin::start(|_req| async move {
+        http::Response::builder()
+            .header("x-origin", "yes")
+            .header("server", "origin/1")
+            .header("connection", "x-hop")
+            .header("x-hop", "dropped")
+            .header("keep-alive", "timeout=5")
+            .body(TestBody::text("hello"))
+            .unwrap()
+    })
+    .await;
+    let cfg = format!(
+        "[log]\naccess = \"off\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\n[upstream.app]\nservers = [\"{}\"]\nsticky = {{ cookie = \"srv\" }}\n[[route]]\nupstream = \"app\"\nrequest_headers = {{ set = {{ \"x-env\" = \"prod\" }}, add = {{ \"x-via\" = \"fd\" }}, remove = [\"x-debug\"] }}\nresponse_headers = {{ set = {{ \"server\" = \"frontdesk\" }}, add = {{ \"x-edge\" = \"1\" }} }}\n",
+        origin.addr
+    );
+    let p = proxy(&cfg).await;
+    let h1 = send(
+        p.addr(0),
+        http::Request::get("/page?q=1")
+            .header("host", "site.test")
+            .header("cookie", "a=1; b=2")
+            .header("x-debug", "1")
+            .header("x-forwarded-for", "6.6.6.6")
+            .body(http_body_util::Full::default())
+            .unwrap(),
+    )
+    .await;
+    let h1_seen = origin.last_seen();
+    let h2 = h2c(
+        p.addr(0),
+        http::Request::get("http://site.test/page?q=1")
+            .header("cookie", "a=1")
+            .header("cookie", "b=2")
+            .header("x-debug", "1")
+            .header("x-forwarded-for", "6.6.6.6")
+            .body(http_body_util::Full::default())
+            .unwrap(),
+    )
+    .await;
+    let h2_seen = origin.last_seen();
+    assert_eq!((h1.status.as_u16(), h2.status.as_u16()), (200, 200));
+    assert_eq!((h1.body.as_str(), h2.body.as_str()), ("hello", "hello"));
+    assert_eq!(h2_seen.uri, "/page?q=1");
+    let upstream = |s: &Seen| {
+        let mut v: Vec<(String, String)> = s
+            .headers
+            .iter()
+            .filter(|(n, _)| n.as_str() != "x-request-id")
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(upstream(&h1_seen), upstream(&h2_seen), "same fields upstream");
+    let u = upstream(&h2_seen);
+    for (name, value) in [
+        ("host", "site.test"),
+        ("cookie", "a=1; b=2"),
+        ("x-env", "prod"),
+        ("x-via", "fd"),
+        ("x-forwarded-for", "127.0.0.1"),
+        ("x-forwarded-proto", "http"),
+    ] {
+        assert!(u.contains(&(name.to_string(), value.to_string())), "{name}: {u:?}");
+    }
+    assert!(!u.iter().any(|(n, _)| n == "x-debug"));
+    assert!(h2_seen.headers.get("x-request-id").is_some());
+    let names = |a: &Answer| {
+        let mut n: Vec<String> = a.headers.keys().map(|k| k.to_string()).collect();
+        // Framing fields belong to HTTP/1.1 only.
+        n.retain(|k| k != "date" && k != "connection" && k != "transfer-encoding");
+        n.sort();
+        n
+    };
+    assert_eq!(names(&h1), names(&h2), "same fields back");
+    assert_eq!(h2.header("server"), "frontdesk");
+    assert_eq!(h2.header("x-edge"), "1");
+    assert!(
+        h2.header("set-cookie").starts_with("srv="),
+        "sticky cookie: {:?}",
+        h2.headers
+    );
+    assert!(h2.headers.get("x-hop").is_none() && h2.headers.get("keep-alive").is_none());
+    assert_eq!(h2.header("x-request-id").len(), 32);
+}
+
+#[tokio::test]
+async fn listener_limits_apply_to_http2_requests() {
+    let origin = Origin::named("o").await;
+    let p = proxy(&h2_config(&origin, "max_uri_bytes = \"64B\", max_headers = 5")).await;
+    let mut s = tokio::net::TcpStream::connect(p.addr(0)).await.unwrap();
+    let mut out = preface();
+    out.extend(frame(1, 0x5, 1, &get_block(&format!("/{}", "p".repeat(100)))));
+    let mut many = get_block("/many");
+    for i in 0..6 {
+        many.extend(literal(&format!("x-{i}"), "1"));
+    }
+    out.extend(frame(1, 0x5, 3, &many));
+    out.extend(frame(1, 0x5, 5, &get_block("/fine")));
+    s.write_all(&out).await.unwrap();
+    let frames = read_frames(&mut s).await;
+    let status = |id: u32| frames.iter().find(|f| f.0 == 1 && f.2 == id).map(|f| f.3.clone());
+    assert_eq!(
+        status(1).expect("answer to the long target")[..5],
+        [0x08, 3, b'4', b'1', b'4']
+    );
+    assert_eq!(
+        status(3).expect("answer to the many fields")[..5],
+        [0x08, 3, b'4', b'3', b'1']
+    );
+    assert_eq!(status(5).expect("answer to the good one")[0], 0x88);
+    assert_eq!(origin.requests(), 1, "only the good request was forwarded");
+}

@@ -273,7 +273,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
     fn on_header_block(&mut self, id: u32, end_stream: bool, block: &[u8]) -> Result<(), FrameError> {
         let limits = &self.info.listener.limits;
         let max_streams = limits.h2_max_concurrent_streams as usize;
-        let mut request = RequestBuilder::new(limits.max_header_bytes);
+        let mut request = RequestBuilder::new(limits);
         // Decoded even when the stream is refused: the dynamic table must stay in step.
         self.decoder
             .decode(block, |name, value| request.field(name, value))
@@ -324,6 +324,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
             Err(Refusal::Malformed(why)) => return Err(FrameError::Stream(id, Reason::PROTOCOL_ERROR, why)),
             Err(Refusal::TooLarge) => {
                 self.answer_directly(id, 431, end_stream);
+                return Ok(());
+            }
+            Err(Refusal::UriTooLong) => {
+                self.answer_directly(id, 414, end_stream);
                 return Ok(());
             }
         }

@@ -2,6 +2,7 @@
 //! turned into the `http` request parts the pipeline takes.
 
 use crate::route::RequestView;
+use crate::server::limits::Limits;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri, Version};
 use std::ops::Range;
@@ -11,8 +12,10 @@ use std::ops::Range;
 pub enum Refusal {
     /// Malformed (§8.1.1): the stream is reset with PROTOCOL_ERROR.
     Malformed(&'static str),
-    /// Larger than the listener's header limit: answered 431.
+    /// More or larger fields than the listener allows: answered 431.
     TooLarge,
+    /// A longer request target than the listener allows: answered 414.
+    UriTooLong,
 }
 
 /// Collects one header block's fields as byte ranges in one buffer. The HPACK decoder calls
@@ -29,12 +32,14 @@ pub struct RequestBuilder {
     regular_seen: bool,
     list_size: usize,
     max_list_size: usize,
+    max_fields: usize,
+    max_target: usize,
     problem: Option<Refusal>,
     pub content_length: Option<u64>,
 }
 
 impl RequestBuilder {
-    pub fn new(max_list_size: usize) -> Self {
+    pub fn new(limits: &Limits) -> Self {
         RequestBuilder {
             bytes: Vec::with_capacity(256),
             fields: Vec::with_capacity(12),
@@ -44,7 +49,9 @@ impl RequestBuilder {
             path: None,
             regular_seen: false,
             list_size: 0,
-            max_list_size,
+            max_list_size: limits.max_header_bytes,
+            max_fields: limits.max_headers,
+            max_target: limits.max_uri_bytes,
             problem: None,
             content_length: None,
         }
@@ -132,6 +139,10 @@ impl RequestBuilder {
             }
             _ => {}
         }
+        if self.fields.len() >= self.max_fields {
+            self.problem = Some(Refusal::TooLarge);
+            return Ok(());
+        }
         let name = self.store(name);
         let value = self.store(value);
         self.fields.push((name, value));
@@ -144,6 +155,7 @@ impl RequestBuilder {
             return Err(match p {
                 Refusal::Malformed(why) => Refusal::Malformed(why),
                 Refusal::TooLarge => Refusal::TooLarge,
+                Refusal::UriTooLong => Refusal::UriTooLong,
             });
         }
         let method = self.method.as_ref().ok_or(Refusal::Malformed("missing :method"))?;
@@ -160,6 +172,9 @@ impl RequestBuilder {
         let path = &self.bytes[self.path.clone().ok_or(Refusal::Malformed("missing :path"))?];
         if path.is_empty() || !(path[0] == b'/' || (path == b"*" && &self.bytes[method.clone()] == b"OPTIONS")) {
             return Err(Refusal::Malformed("invalid :path"));
+        }
+        if path.len() > self.max_target {
+            return Err(Refusal::UriTooLong);
         }
         // The host routing sees must be the host the backend sees (§8.3.1).
         let authority = self
@@ -322,7 +337,13 @@ mod tests {
     use super::*;
 
     fn build(fields: &[(&str, &str)]) -> Result<http::request::Parts, Refusal> {
-        let mut b = RequestBuilder::new(16 * 1024);
+        let limits = Limits {
+            max_header_bytes: 16 * 1024,
+            max_headers: 20,
+            max_uri_bytes: 100,
+            ..Limits::default()
+        };
+        let mut b = RequestBuilder::new(&limits);
         for (n, v) in fields {
             b.field(n.as_bytes(), v.as_bytes());
         }
@@ -404,6 +425,21 @@ mod tests {
         let long = "v".repeat(20_000);
         big.push(("x-big", &long));
         assert_eq!(build(&big).unwrap_err(), Refusal::TooLarge);
+        let mut many = BASE.to_vec();
+        many.extend(std::iter::repeat_n(("x-n", "1"), 21));
+        assert_eq!(
+            build(&many).unwrap_err(),
+            Refusal::TooLarge,
+            "more fields than max_headers"
+        );
+        let long = format!("/{}", "p".repeat(100));
+        let long_path = [
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":authority", "a"),
+            (":path", long.as_str()),
+        ];
+        assert_eq!(build(&long_path).unwrap_err(), Refusal::UriTooLong);
         let host_pairs: &[&[(&str, &str)]] = &[
             &[
                 (":method", "GET"),
