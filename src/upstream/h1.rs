@@ -270,10 +270,13 @@ fn raw_body(
     } else {
         Framing::Close
     };
+    // A body sent after a bodiless answer (a misbehaving backend) would be read as the next
+    // request's response: such a socket is not reused.
+    let stray = no_body && buf.is_empty() && !super::pool::is_quiet(&stream);
     let mut body = RawBody {
         stream: Some(stream),
+        reusable: !head.close && !matches!(framing, Framing::Close) && !stray,
         buf,
-        reusable: !head.close && !matches!(framing, Framing::Close),
         framing,
         backend: backend.clone(),
         max_idle,

@@ -457,7 +457,11 @@ async fn general_path_sends_a_get_again_when_a_pooled_connection_dies_under_it()
     let (addr, heads) = one_answer_per_connection().await;
     let p = proxy(&one_upstream(&format!("[\"{addr}\"]"), "retries = 0")).await;
     for i in 0..3 {
-        let a = h2c(p.addr(0), Request::get("/").body(Full::default()).unwrap()).await;
+        let a = h2c(
+            p.addr(0),
+            Request::get("http://test.local/").body(Full::default()).unwrap(),
+        )
+        .await;
         assert_eq!((a.status.as_u16(), a.body.as_str()), (200, "ok"), "request {i}");
     }
     // Requests 2 and 3 each reached a dead pooled connection first, then a fresh one.

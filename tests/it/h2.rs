@@ -631,3 +631,32 @@ async fn listener_limits_apply_to_http2_requests() {
     assert_eq!(status(5).expect("answer to the good one")[0], 0x88);
     assert_eq!(origin.requests(), 1, "only the good request was forwarded");
 }
+
+#[tokio::test]
+async fn requests_that_would_read_differently_over_http1_are_refused() {
+    let origin = Origin::named("o").await;
+    let p = proxy(&h2_config(&origin, "")).await;
+    let mut s = tokio::net::TcpStream::connect(p.addr(0)).await.unwrap();
+    let mut out = preface();
+    // A space in :path would split the HTTP/1.1 request line differently than the router read it.
+    out.extend(frame(1, 0x5, 1, &get_block("/admin x")));
+    // Trailing whitespace in :authority: routed as "a.test ", served as "a.test".
+    let mut authority = vec![0x82, 0x86, 0x04, 1, b'/', 0x01, 7];
+    authority.extend_from_slice(b"a.test ");
+    out.extend(frame(1, 0x5, 3, &authority));
+    // A control byte in a field value, which HTTP/1.1 would refuse.
+    let mut control = get_block("/c");
+    control.extend(literal("x-c", "a\u{0b}b"));
+    out.extend(frame(1, 0x5, 5, &control));
+    // Neither :authority nor host.
+    out.extend(frame(1, 0x5, 7, &[0x82, 0x86, 0x84]));
+    out.extend(frame(1, 0x5, 9, &get_block("/fine")));
+    s.write_all(&out).await.unwrap();
+    let frames = read_frames(&mut s).await;
+    for id in [1, 3, 5, 7] {
+        assert_eq!(rst_code(&frames, id), Some(1), "stream {id}: {frames:?}");
+    }
+    assert_eq!(frames.iter().find(|f| f.0 == 1 && f.2 == 9).expect("answer").3[0], 0x88);
+    let seen: Vec<String> = origin.seen.lock().unwrap().iter().map(|s| s.uri.clone()).collect();
+    assert_eq!(seen, ["/fine"]);
+}

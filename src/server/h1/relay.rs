@@ -152,8 +152,9 @@ where
         upstream_done = true;
     }
     let n = take(initial, &mut tracker, &mut left, &mut upstream_done, &mut reusable);
-    if n < initial.len() {
-        // Bytes beyond this response (or a body where none belongs): the socket is out of step.
+    if n < initial.len() || (no_body && !crate::upstream::pool::is_quiet(&stream)) {
+        // Bytes beyond this response (or a body where none belongs, also one that came after
+        // the head): the socket is out of step.
         reusable = false;
     }
     sent += n as u64;

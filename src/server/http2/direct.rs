@@ -6,7 +6,7 @@
 use super::hpack;
 use super::request::RequestBuilder;
 use super::stream::{self, Event, SendQueue};
-use crate::observe::access_log::LogOnEnd;
+use crate::observe::access_log::{AccessLog, LogOnEnd};
 use crate::pipeline::body::OnBodyEnd;
 use crate::pipeline::ctx::RequestCtx;
 use crate::route::{self, Action, Route};
@@ -17,9 +17,11 @@ use crate::snapshot::Snapshot;
 use crate::transform::HeaderOps;
 use crate::upstream::{self, Upstream};
 use http::Method;
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tokio::sync::mpsc::UnboundedSender;
+
+/// How long a response body may stop flowing (or `response_timeout`, when longer).
+const BODY_STALL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The route and upstream when `req` can take the fast path.
 pub fn plan<'s>(req: &RequestBuilder, info: &ConnInfo, snap: &'s Snapshot) -> Option<(&'s Route, &'s Upstream)> {
@@ -48,33 +50,36 @@ pub async fn run(
     events: &UnboundedSender<Event>,
     queue: &SendQueue,
 ) {
-    let started = rt.access_log().is_some().then(Instant::now);
     let listener = &info.listener;
     let id_name = listener.request_id_header.as_str().as_bytes();
     let request_id = request_id(req.header(id_name));
+    let is_head = req.method_bytes() == b"HEAD";
+    let method = if is_head { Method::HEAD } else { Method::GET };
+    let mut log = DirectLog::new(rt, info, &req, route, &request_id, &method);
     let peer_ip = crate::config::value::canonical(info.peer.ip());
     let trusted = listener.trusted_proxies.iter().any(|c| c.contains(peer_ip));
     let head = upstream_head(&req, info, route, trusted, id_name, &request_id);
     let key_hash = up.hash_key.as_ref().and_then(|k| k.hash(&req, peer_ip));
-    let sticky_in = up.sticky_cookie.as_deref().and_then(|n| route::cookie_value(&req, n));
-    let preferred = sticky_in.and_then(|v| up.sticky_backend(v));
-    let is_head = req.method_bytes() == b"HEAD";
-    let method = if is_head { Method::HEAD } else { Method::GET };
-    let mut log = Log {
-        started,
-        status: 0,
-        upstream: None,
-        upstream_time: None,
-        error: None,
-    };
-    let (complete, bytes) = match up.forward_head(&head, &method, key_hash, preferred, None).await {
+    let sticky_in = up
+        .sticky_cookie
+        .as_deref()
+        .and_then(|n| route::cookie_value(&req, n))
+        .map(str::to_string);
+    let preferred = sticky_in.as_deref().and_then(|v| up.sticky_backend(v));
+    // Nothing of the request is needed past this point; it is not kept for the response.
+    drop(req);
+    let forwarded = up.forward_head(&head, &method, key_hash, preferred, None).await;
+    drop(head);
+    match forwarded {
         Ok(mut fwd) => {
-            log.status = fwd.response.head.status;
-            log.upstream = Some(fwd.backend.addr.clone());
-            log.upstream_time = Some(fwd.upstream_time);
+            if let Some(ctx) = log.ctx() {
+                ctx.status = fwd.response.head.status;
+                ctx.upstream = Some(fwd.backend.addr.clone());
+                ctx.upstream_time = Some(fwd.upstream_time);
+            }
             let sticky = up.sticky_cookie.as_deref().and_then(|name| {
                 let value = upstream::sticky_value(&fwd.backend.addr);
-                (sticky_in != Some(value.as_str())).then(|| format!("{name}={value}; Path=/; HttpOnly"))
+                (sticky_in.as_deref() != Some(value.as_str())).then(|| format!("{name}={value}; Path=/; HttpOnly"))
             });
             let r = &fwd.response;
             let block = response_block(&r.head, &r.head_bytes, route, id_name, &request_id, sticky);
@@ -84,17 +89,24 @@ pub async fn run(
             let (complete, bytes) = match (sent, end) {
                 (false, _) => (false, 0),
                 (true, true) => (true, 0),
-                (true, false) => stream::send_body(id, &mut fwd.response.body, events, queue).await,
+                (true, false) => {
+                    let body = &mut fwd.response.body;
+                    // A body that stops flowing is cut off, as nginx's proxy_read_timeout does.
+                    let stall = up.response_timeout.max(BODY_STALL);
+                    stream::send_body(id, body, events, queue, Some(stall)).await
+                }
             };
-            // The socket goes back to the pool with the body read to its end (inside RawBody).
+            // The socket went back to the pool if the body was read to its end (in RawBody).
             drop(fwd.response.body);
             fwd.release.finish(complete, bytes);
-            (complete, bytes)
+            log.ended(complete, bytes);
         }
         Err(e) => {
-            tracing::warn!(reason = %e, "request failed");
-            log.status = e.status().as_u16();
-            log.error = Some(e.to_string());
+            tracing::warn!(request_id = %String::from_utf8_lossy(&request_id), route = %route.name, reason = %e, "request failed");
+            if let Some(ctx) = log.ctx() {
+                ctx.status = e.status().as_u16();
+                ctx.error = Some(e.to_string());
+            }
             let mut resp = e.response();
             if let (Ok(n), Ok(v)) = (
                 http::HeaderName::from_bytes(id_name),
@@ -102,36 +114,71 @@ pub async fn run(
             ) {
                 resp.headers_mut().insert(n, v);
             }
-            stream::respond(id, resp, is_head, events, queue).await
+            let (complete, bytes) = stream::respond(id, resp, is_head, events, queue).await;
+            log.ended(complete, bytes);
         }
-    };
-    if let (Some(access), Some(started)) = (rt.access_log(), log.started) {
-        let ctx = RequestCtx {
-            received: SystemTime::now() - started.elapsed(),
-            started,
-            client: info.peer,
-            method,
-            host: routing_host(req.host()).into_owned(),
-            path: route::RequestView::path(&req).to_string(),
-            proto: "HTTP/2",
-            request_id: http::HeaderValue::from_bytes(&request_id).unwrap_or(http::HeaderValue::from_static("-")),
-            bytes_in: 0,
-            status: log.status,
-            route: Some(route.name.clone()),
-            upstream: log.upstream,
-            upstream_time: log.upstream_time,
-            error: log.error,
-        };
-        LogOnEnd::new(ctx, access).finish(complete, bytes);
     }
 }
 
-struct Log {
-    started: Option<Instant>,
-    status: u16,
-    upstream: Option<Arc<str>>,
-    upstream_time: Option<std::time::Duration>,
-    error: Option<String>,
+/// The access log line of a fast-path request, written when this is dropped: also when the
+/// client resets the stream and its task is aborted mid-body (logged as aborted).
+struct DirectLog {
+    pending: Option<(RequestCtx, AccessLog)>,
+    complete: bool,
+    bytes: u64,
+}
+
+impl DirectLog {
+    fn new(
+        rt: &Runtime,
+        info: &ConnInfo,
+        req: &RequestBuilder,
+        route: &Route,
+        request_id: &[u8],
+        method: &Method,
+    ) -> Self {
+        let pending = rt.access_log().map(|access| {
+            let ctx = RequestCtx {
+                received: SystemTime::now(),
+                started: Instant::now(),
+                client: info.peer,
+                method: method.clone(),
+                host: routing_host(req.host()).into_owned(),
+                path: route::RequestView::path(req).to_string(),
+                proto: "HTTP/2",
+                request_id: http::HeaderValue::from_bytes(request_id).unwrap_or(http::HeaderValue::from_static("-")),
+                bytes_in: 0,
+                status: 0,
+                route: Some(route.name.clone()),
+                upstream: None,
+                upstream_time: None,
+                error: None,
+            };
+            (ctx, access)
+        });
+        DirectLog {
+            pending,
+            complete: false,
+            bytes: 0,
+        }
+    }
+
+    fn ctx(&mut self) -> Option<&mut RequestCtx> {
+        self.pending.as_mut().map(|(ctx, _)| ctx)
+    }
+
+    fn ended(&mut self, complete: bool, bytes: u64) {
+        self.complete = complete;
+        self.bytes = bytes;
+    }
+}
+
+impl Drop for DirectLog {
+    fn drop(&mut self) {
+        if let Some((ctx, access)) = self.pending.take() {
+            LogOnEnd::new(ctx, access).finish(self.complete, self.bytes);
+        }
+    }
 }
 
 /// The client's request id when it sent a usable one, else a fresh one.
@@ -244,9 +291,10 @@ fn response_block(
     hpack::encode_status(&mut block, resp.status);
     for (n, v) in &resp.headers {
         let (name, value) = (&buf[n.clone()], &buf[v.clone()]);
+        // Content-Length is written once below, from the framing the head was parsed for.
         if is_hop_by_hop(name, value)
             || name.eq_ignore_ascii_case(b"te")
-            || (resp.chunked && name.eq_ignore_ascii_case(b"content-length"))
+            || name.eq_ignore_ascii_case(b"content-length")
             || (resp.lists_more_hop_fields && !is_protected(name) && resp.connection_lists(buf, name))
             || name.eq_ignore_ascii_case(id_name)
             || ops.iter().any(|o| o.replaces(name))
@@ -255,15 +303,37 @@ fn response_block(
         }
         hpack::encode_field_any_case(&mut block, name, value);
     }
-    // Unique per response: never indexed, so no HPACK table along the way keeps it.
+    if let (false, Some(len)) = (resp.chunked, resp.content_length) {
+        let mut digits = [0u8; 20];
+        let at = decimal(len, &mut digits);
+        hpack::encode_field(&mut block, b"content-length", &digits[at..], false);
+    }
+    // Unique per response: never indexed, so no HPACK table along the way keeps it. As in the
+    // pipeline, it wins over a stage setting the same field, and a stage that removes or sets
+    // set-cookie also drops the sticky cookie.
     hpack::encode_field(&mut block, id_name, request_id, true);
-    if let Some(cookie) = &sticky {
+    if let Some(cookie) = sticky.filter(|_| !ops.iter().any(|o| o.replaces(b"set-cookie"))) {
         hpack::encode_field(&mut block, b"set-cookie", cookie.as_bytes(), false);
     }
     for o in &ops {
         for (name, value) in o.set.iter().chain(&o.add) {
-            hpack::encode_field(&mut block, name.as_str().as_bytes(), value.as_bytes(), false);
+            if name.as_str().as_bytes() != id_name {
+                hpack::encode_field(&mut block, name.as_str().as_bytes(), value.as_bytes(), false);
+            }
         }
     }
     block
+}
+
+/// `n` in decimal at the end of `out`; returns where it starts.
+fn decimal(mut n: u64, out: &mut [u8; 20]) -> usize {
+    let mut at = out.len();
+    loop {
+        at -= 1;
+        out[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return at;
+        }
+    }
 }

@@ -30,6 +30,8 @@ pub struct RequestBuilder {
     authority: Option<Range<usize>>,
     path: Option<Range<usize>>,
     regular_seen: bool,
+    cookie_seen: bool,
+    counted_fields: usize,
     list_size: usize,
     max_list_size: usize,
     max_fields: usize,
@@ -48,6 +50,8 @@ impl RequestBuilder {
             authority: None,
             path: None,
             regular_seen: false,
+            cookie_seen: false,
+            counted_fields: 0,
             list_size: 0,
             max_list_size: limits.max_header_bytes,
             max_fields: limits.max_headers,
@@ -82,16 +86,23 @@ impl RequestBuilder {
         if !valid_value(value) {
             return Err("invalid field value");
         }
+        if matches!(value.first(), Some(b' ' | b'\t')) || matches!(value.last(), Some(b' ' | b'\t')) {
+            return Err("field value with surrounding whitespace");
+        }
         if let Some(pseudo) = name.strip_prefix(b":") {
             if self.regular_seen {
                 return Err("pseudo-header after a regular field");
             }
+            // What goes into an HTTP/1.1 request line or Host field must mean the same there
+            // as it did for routing: visible ASCII only, no fragment, no userinfo.
             let slot = match pseudo {
                 b"method" if !value.is_empty() && value.iter().all(|&b| is_tchar(b)) => &mut self.method,
                 b"method" => return Err("invalid :method"),
                 b"scheme" => &mut self.scheme,
-                b"authority" => &mut self.authority,
-                b"path" => &mut self.path,
+                b"authority" if valid_authority(value) => &mut self.authority,
+                b"authority" => return Err("invalid :authority"),
+                b"path" if value.iter().all(|&b| b.is_ascii_graphic() && b != b'#') => &mut self.path,
+                b"path" => return Err("invalid :path"),
                 _ => return Err("unknown pseudo-header"),
             };
             if slot.is_some() {
@@ -117,15 +128,13 @@ impl RequestBuilder {
         if name.iter().any(u8::is_ascii_uppercase) {
             return Err("upper-case field name");
         }
-        if matches!(value.first(), Some(b' ' | b'\t')) || matches!(value.last(), Some(b' ' | b'\t')) {
-            return Err("field value with surrounding whitespace");
-        }
         match name {
             // Connection-specific fields have no place in HTTP/2 (§8.2.2).
             b"connection" | b"transfer-encoding" | b"upgrade" | b"keep-alive" | b"proxy-connection" => {
                 return Err("connection-specific field");
             }
-            b"te" if value != b"trailers" => return Err("TE other than trailers"),
+            b"te" if !value.eq_ignore_ascii_case(b"trailers") => return Err("TE other than trailers"),
+            b"host" if !valid_authority(value) => return Err("invalid host"),
             b"content-length" => {
                 let len = std::str::from_utf8(value)
                     .ok()
@@ -139,9 +148,15 @@ impl RequestBuilder {
             }
             _ => {}
         }
-        if self.fields.len() >= self.max_fields {
-            self.problem = Some(Refusal::TooLarge);
-            return Ok(());
+        // Cookie crumbs (§8.2.3) count as the one field they are joined into.
+        let crumb = name == b"cookie" && self.cookie_seen;
+        self.cookie_seen |= name == b"cookie";
+        if !crumb {
+            self.counted_fields += 1;
+            if self.counted_fields > self.max_fields {
+                self.problem = Some(Refusal::TooLarge);
+                return Ok(());
+            }
         }
         let name = self.store(name);
         let value = self.store(value);
@@ -182,15 +197,14 @@ impl RequestBuilder {
             .as_ref()
             .map(|r| &self.bytes[r.clone()])
             .filter(|a| !a.is_empty());
-        if authority.is_some_and(|a| a.contains(&b'@')) {
-            return Err(Refusal::Malformed(":authority with userinfo"));
-        }
         let mut hosts = self.fields().filter(|(n, _)| *n == b"host").map(|(_, v)| v);
         match (authority, hosts.next(), hosts.next()) {
             (_, Some(_), Some(_)) => return Err(Refusal::Malformed("more than one host field")),
             (Some(a), Some(h), None) if !a.eq_ignore_ascii_case(h) => {
                 return Err(Refusal::Malformed("host differs from :authority"))
             }
+            // http and https have a mandatory authority (§8.3.1).
+            (None, None, _) => return Err(Refusal::Malformed("no :authority or host")),
             _ => {}
         }
         Ok(())
@@ -327,9 +341,17 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// No NUL, CR or LF (RFC 9113 §8.2.1): such a value could split a field on an HTTP/1.1 hop.
+/// A field value as HTTP/1.1 allows it (RFC 9110 §5.5): HTAB, visible ASCII, space, obs-text.
+/// Stricter than RFC 9113 §8.2.1 (no NUL, CR or LF), so that no control byte reaches an
+/// HTTP/1.1 backend that the HTTP/1.1 side would have refused.
 fn valid_value(v: &[u8]) -> bool {
-    !v.iter().any(|&b| b == 0 || b == b'\r' || b == b'\n')
+    v.iter().all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
+/// `host [ ":" port ]` (RFC 3986 §3.2.2) in ASCII: reg-name, IPv4 or an IP literal; no userinfo.
+fn valid_authority(v: &[u8]) -> bool {
+    v.iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b))
 }
 
 #[cfg(test)]
@@ -461,6 +483,7 @@ mod tests {
                 (":path", "/"),
                 (":authority", "u@a.test"),
             ],
+            &[(":method", "GET"), (":scheme", "http"), (":path", "/")],
         ];
         for fields in host_pairs {
             assert!(matches!(build(fields), Err(Refusal::Malformed(_))), "{fields:?}");
@@ -469,7 +492,32 @@ mod tests {
         same.push(("host", "A.test"));
         assert!(build(&same).is_ok(), "host equal to :authority");
         let mut te = BASE.to_vec();
-        te.push(("te", "trailers"));
+        te.push(("te", "Trailers"));
         assert!(build(&te).is_ok());
+        // What would mean something else in an HTTP/1.1 request line or Host field.
+        for (name, value) in [
+            (":path", "/admin x"),
+            (":path", "/a#frag"),
+            (":path", "/caf\u{e9}"),
+            (":authority", "a.test "),
+            (":authority", "a.test/x"),
+            (":authority", "u@a.test"),
+        ] {
+            let fields: Vec<(&str, &str)> = BASE
+                .iter()
+                .map(|&(n, v)| if n == name { (n, value) } else { (n, v) })
+                .collect();
+            assert!(
+                matches!(build(&fields), Err(Refusal::Malformed(_))),
+                "{name}: {value:?}"
+            );
+        }
+        let mut control = BASE.to_vec();
+        control.push(("x", "a\u{0c}b"));
+        assert_eq!(build(&control).unwrap_err(), Refusal::Malformed("invalid field value"));
+        // Cookie crumbs count as one field against max_headers (20 here).
+        let mut crumbs = BASE.to_vec();
+        crumbs.extend(std::iter::repeat_n(("cookie", "c=1"), 30));
+        assert!(build(&crumbs).is_ok(), "30 cookie crumbs are one field");
     }
 }

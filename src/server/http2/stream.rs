@@ -190,19 +190,33 @@ pub async fn respond(
         while let Some(Ok(_)) = body.frame().await {}
         return (true, 0);
     }
-    send_body(id, &mut body, events, queue).await
+    send_body(id, &mut body, events, queue, None).await
 }
 
 /// Passes a body to the connection as it is read, no faster than the connection writes it.
-/// Returns whether it was sent whole, and how many bytes were.
-pub async fn send_body<B>(id: u32, body: &mut B, events: &UnboundedSender<Event>, queue: &SendQueue) -> (bool, u64)
+/// `read_timeout` bounds each wait for the body's next piece (a backend that stalls
+/// mid-body). Returns whether it was sent whole, and how many bytes were.
+pub async fn send_body<B>(
+    id: u32,
+    body: &mut B,
+    events: &UnboundedSender<Event>,
+    queue: &SendQueue,
+    read_timeout: Option<std::time::Duration>,
+) -> (bool, u64)
 where
     B: Body<Data = Bytes, Error = BoxError> + Unpin,
 {
     let mut bytes = 0u64;
     loop {
         poll_fn(|cx| queue.poll_ready(cx)).await;
-        let event = match body.frame().await {
+        let next = match read_timeout {
+            None => body.frame().await,
+            Some(limit) => match tokio::time::timeout(limit, body.frame()).await {
+                Ok(next) => next,
+                Err(_) => Some(Err("backend stopped sending the body".into())),
+            },
+        };
+        let event = match next {
             None => Event::Data {
                 id,
                 data: Bytes::new(),
@@ -250,6 +264,7 @@ where
 fn encode_fields(block: &mut Vec<u8>, headers: &HeaderMap) {
     for (name, value) in headers {
         if name == header::CONNECTION
+            || name == header::TE
             || name == header::TRANSFER_ENCODING
             || name == header::UPGRADE
             || name.as_str() == "keep-alive"
