@@ -336,9 +336,29 @@ impl RequestView for RequestBuilder {
     }
 }
 
+/// A byte table: `true` for every byte of `alnum` ranges and of `extra`.
+const fn byte_set(extra: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
 /// RFC 9110 §5.6.2 token characters.
+static TCHAR: [bool; 256] = byte_set(b"!#$%&'*+-.^_`|~");
+/// RFC 3986 §3.2.2 host (reg-name, IP literal) and port characters.
+static AUTHORITY: [bool; 256] = byte_set(b"-._~%!$&'()*+,;=:[]");
+
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TCHAR[usize::from(b)]
 }
 
 /// A field value as HTTP/1.1 allows it (RFC 9110 §5.5): HTAB, visible ASCII, space, obs-text.
@@ -350,8 +370,7 @@ fn valid_value(v: &[u8]) -> bool {
 
 /// `host [ ":" port ]` (RFC 3986 §3.2.2) in ASCII: reg-name, IPv4 or an IP literal; no userinfo.
 fn valid_authority(v: &[u8]) -> bool {
-    v.iter()
-        .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b))
+    v.iter().all(|&b| AUTHORITY[usize::from(b)])
 }
 
 #[cfg(test)]

@@ -127,7 +127,8 @@ pub async fn run(
     if matches!(body, Inbound::Empty) {
         let snap = rt.snapshot();
         if let Some((route, up)) = direct::plan(&request, &info, &snap) {
-            direct::run(id, request, route, up, &info, &rt, &events, &queue).await;
+            // Boxed: the exchange's state is large, and the task's future is copied when spawned.
+            Box::pin(direct::run(id, request, route, up, &info, &rt, &events, &queue)).await;
             guard.done = true;
             return;
         }
@@ -136,7 +137,7 @@ pub async fn run(
         Ok(parts) => Box::pin(pipeline::handle_parts(parts, body, &info, &rt)).await,
         Err(_) => ProxyError::BadRequest("invalid request target").response(),
     };
-    respond(id, resp, is_head, &events, &queue).await;
+    Box::pin(respond(id, resp, is_head, &events, &queue)).await;
     guard.done = true;
 }
 
