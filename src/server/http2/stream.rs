@@ -26,7 +26,7 @@ const STREAM_QUEUE: usize = 16 * 1024;
 /// Above this much queued on the whole connection, a stream hands over more only when none of
 /// its own is still queued: memory per connection stays bounded, and a stream whose client
 /// stopped reading it (its window closed) cannot hold back the others.
-const CONNECTION_QUEUE: usize = 64 * 1024;
+const CONNECTION_QUEUE: usize = 32 * 1024;
 
 /// What stream tasks (and request bodies) tell the connection.
 pub enum Event {
