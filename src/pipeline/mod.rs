@@ -349,12 +349,7 @@ impl std::fmt::Display for PathAndQuery {
 
 /// The sticky cookie to set when the client is not (yet) pinned to `backend`.
 fn sticky_cookie(up: &Upstream, sent: Option<&str>, backend: &upstream::Backend) -> Option<HeaderValue> {
-    let name = up.sticky_cookie.as_ref()?;
-    let value = upstream::sticky_value(&backend.addr);
-    if sent == Some(value.as_str()) {
-        return None;
-    }
-    HeaderValue::from_str(&format!("{name}={value}; Path=/; HttpOnly")).ok()
+    HeaderValue::from_str(&up.sticky_set_cookie(sent, backend)?).ok()
 }
 
 fn ctx_version(ctx: &RequestCtx) -> Version {

@@ -162,6 +162,14 @@ enum Conn {
 }
 
 impl Upstream {
+    /// The sticky cookie to set when the client (which sent `sent`) is not yet pinned to
+    /// `backend`.
+    pub fn sticky_set_cookie(&self, sent: Option<&str>, backend: &Backend) -> Option<String> {
+        let name = self.sticky_cookie.as_ref()?;
+        let value = sticky_value(&backend.addr);
+        (sent != Some(value.as_str())).then(|| format!("{name}={value}; Path=/; HttpOnly"))
+    }
+
     /// The backend named by a sticky cookie, if it is available.
     pub fn sticky_backend(&self, cookie: &str) -> Option<usize> {
         self.backends

@@ -335,10 +335,7 @@ where
                 } else {
                     backend.report_success(upstream_time.filter(|_| tracks_load));
                 }
-                let sticky = up.sticky_cookie.as_deref().and_then(|name| {
-                    let value = upstream::sticky_value(&backend.addr);
-                    (sticky_in.as_deref() != Some(value.as_str())).then(|| format!("{name}={value}; Path=/; HttpOnly"))
-                });
+                let sticky = up.sticky_set_cookie(sticky_in.as_deref(), &backend);
                 let (bytes_out, complete, reusable, close) = relay_response(
                     io,
                     c,

@@ -23,7 +23,7 @@ mod write;
 pub(crate) use exchange::routing_host;
 pub(crate) use forward::{is_hop_by_hop, write_forwarding, Forwarding};
 pub use head::{is_protected, Parsed, ParsedResponse, RawRequest, RequestHead, ResponseHead};
-pub use write::{line, request_id};
+pub use write::{decimal, line, request_id};
 
 use super::conn::{self, ConnInfo};
 use super::Drain;

@@ -12,10 +12,12 @@ use crate::pipeline::ctx::RequestCtx;
 use crate::route::{self, Action, Route};
 use crate::runtime::Runtime;
 use crate::server::conn::ConnInfo;
-use crate::server::h1::{is_hop_by_hop, is_protected, line, routing_host, write_forwarding, Forwarding, ResponseHead};
+use crate::server::h1::{
+    decimal, is_hop_by_hop, is_protected, line, routing_host, write_forwarding, Forwarding, ResponseHead,
+};
 use crate::snapshot::Snapshot;
 use crate::transform::HeaderOps;
-use crate::upstream::{self, Upstream};
+use crate::upstream::Upstream;
 use http::Method;
 use std::time::{Instant, SystemTime};
 use tokio::sync::mpsc::UnboundedSender;
@@ -77,10 +79,7 @@ pub async fn run(
                 ctx.upstream = Some(fwd.backend.addr.clone());
                 ctx.upstream_time = Some(fwd.upstream_time);
             }
-            let sticky = up.sticky_cookie.as_deref().and_then(|name| {
-                let value = upstream::sticky_value(&fwd.backend.addr);
-                (sticky_in.as_deref() != Some(value.as_str())).then(|| format!("{name}={value}; Path=/; HttpOnly"))
-            });
+            let sticky = up.sticky_set_cookie(sticky_in.as_deref(), &fwd.backend);
             let r = &fwd.response;
             let block = response_block(&r.head, &r.head_bytes, route, id_name, &request_id, sticky);
             let no_body = is_head || r.head.status == 204 || r.head.status == 304;
@@ -304,9 +303,9 @@ fn response_block(
         hpack::encode_field_any_case(&mut block, name, value);
     }
     if let (false, Some(len)) = (resp.chunked, resp.content_length) {
-        let mut digits = [0u8; 20];
-        let at = decimal(len, &mut digits);
-        hpack::encode_field(&mut block, b"content-length", &digits[at..], false);
+        let mut digits = Vec::with_capacity(20);
+        decimal(&mut digits, len);
+        hpack::encode_field(&mut block, b"content-length", &digits, false);
     }
     // Unique per response: never indexed, so no HPACK table along the way keeps it. As in the
     // pipeline, it wins over a stage setting the same field, and a stage that removes or sets
@@ -323,17 +322,4 @@ fn response_block(
         }
     }
     block
-}
-
-/// `n` in decimal at the end of `out`; returns where it starts.
-fn decimal(mut n: u64, out: &mut [u8; 20]) -> usize {
-    let mut at = out.len();
-    loop {
-        at -= 1;
-        out[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return at;
-        }
-    }
 }

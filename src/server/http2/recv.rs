@@ -155,9 +155,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
                     ));
                 }
                 if depends_on == Some(id) {
+                    if !end_headers {
+                        // Its CONTINUATIONs would follow a refused stream.
+                        return Err(FrameError::Connection(
+                            Reason::PROTOCOL_ERROR,
+                            "stream depends on itself",
+                        ));
+                    }
                     // Decoded all the same, for the dynamic table.
-                    let block = if end_headers { block.to_vec() } else { Vec::new() };
-                    self.decode_only(&block)?;
+                    self.decode_only(block)?;
                     return Err(FrameError::Stream(
                         id,
                         Reason::PROTOCOL_ERROR,

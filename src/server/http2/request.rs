@@ -8,7 +8,7 @@ use http::{Method, Uri, Version};
 use std::ops::Range;
 
 /// Why a request cannot be served; the stream is refused, the connection stays.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum Refusal {
     /// Malformed (§8.1.1): the stream is reset with PROTOCOL_ERROR.
     Malformed(&'static str),
@@ -166,12 +166,8 @@ impl RequestBuilder {
 
     /// Why the stream must be refused, if it must: checked once the block is decoded.
     pub fn check(&self) -> Result<(), Refusal> {
-        if let Some(p) = &self.problem {
-            return Err(match p {
-                Refusal::Malformed(why) => Refusal::Malformed(why),
-                Refusal::TooLarge => Refusal::TooLarge,
-                Refusal::UriTooLong => Refusal::UriTooLong,
-            });
+        if let Some(p) = self.problem {
+            return Err(p);
         }
         let method = self.method.as_ref().ok_or(Refusal::Malformed("missing :method"))?;
         if &self.bytes[method.clone()] == b"CONNECT" {

@@ -30,8 +30,7 @@ const CONNECTION_QUEUE: usize = 32 * 1024;
 
 /// What stream tasks (and request bodies) tell the connection.
 pub enum Event {
-    /// A response head (or interim head when `end` is false and more heads follow) as an
-    /// encoded header block.
+    /// The response head as an encoded header block; `end` when no body follows.
     Head {
         id: u32,
         block: Vec<u8>,

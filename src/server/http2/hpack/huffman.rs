@@ -109,39 +109,39 @@ pub fn decode(src: &[u8], out: &mut Vec<u8>) -> Result<(), HuffmanError> {
     }
 }
 
-/// Appends the Huffman coding of `src` to `out` (the encoder sends plain strings; this is for
-/// tests and for peers' strings in them).
-pub fn encode(src: &[u8], out: &mut Vec<u8>) {
-    let mut codes = [0u32; 257];
-    for len in 1..=30 {
-        let t = &CANONICAL;
-        for i in t.offset[len] as usize..t.symbols.len() {
-            let sym = t.symbols[i] as usize;
-            if LENGTHS[sym] as usize != len {
-                break;
-            }
-            codes[sym] = ((t.first[len] >> (32 - len)) + (i - t.offset[len] as usize) as u64) as u32;
-        }
-    }
-    let mut acc: u64 = 0;
-    let mut bits = 0;
-    for &b in src {
-        let len = u32::from(LENGTHS[b as usize]);
-        acc = (acc << len) | u64::from(codes[b as usize]);
-        bits += len;
-        while bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    if bits > 0 {
-        out.push(((acc << (8 - bits)) | ((1 << (8 - bits)) - 1)) as u8);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Appends the Huffman coding of `src` to `out`: the encoder sends plain strings, so only the
+    /// tests encode (to check the decoder against every byte).
+    fn encode(src: &[u8], out: &mut Vec<u8>) {
+        let mut codes = [0u32; 257];
+        for len in 1..=30 {
+            let t = &CANONICAL;
+            for i in t.offset[len] as usize..t.symbols.len() {
+                let sym = t.symbols[i] as usize;
+                if LENGTHS[sym] as usize != len {
+                    break;
+                }
+                codes[sym] = ((t.first[len] >> (32 - len)) + (i - t.offset[len] as usize) as u64) as u32;
+            }
+        }
+        let mut acc: u64 = 0;
+        let mut bits = 0;
+        for &b in src {
+            let len = u32::from(LENGTHS[b as usize]);
+            acc = (acc << len) | u64::from(codes[b as usize]);
+            bits += len;
+            while bits >= 8 {
+                bits -= 8;
+                out.push((acc >> bits) as u8);
+            }
+        }
+        if bits > 0 {
+            out.push(((acc << (8 - bits)) | ((1 << (8 - bits)) - 1)) as u8);
+        }
+    }
 
     fn decoded(src: &[u8]) -> Result<Vec<u8>, HuffmanError> {
         let mut out = Vec::new();
