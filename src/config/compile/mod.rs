@@ -223,6 +223,7 @@ impl Compiler {
                 redirect_https: l.redirect_https.unwrap_or(false).then_some(l.https_port.unwrap_or(443)),
                 trusted_proxies: l.trusted_proxies.iter().flatten().map(|c| *c.get_ref()).collect(),
                 request_id_header,
+                defer_accept: l.defer_accept.unwrap_or(false),
                 limits,
             }));
         }

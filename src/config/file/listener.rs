@@ -24,6 +24,8 @@ pub struct ListenerSection {
     pub trusted_proxies: Option<Vec<Spanned<Cidr>>>,
     /// Request id header name (default "x-request-id").
     pub request_id_header: Option<Spanned<String>>,
+    /// Accept a connection only once its first bytes have arrived (TCP_DEFER_ACCEPT); default false.
+    pub defer_accept: Option<bool>,
     pub limits: Option<LimitsSection>,
 }
 
