@@ -21,7 +21,7 @@ use crate::upstream::{self, Backend, Upstream};
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Request bodies up to this size are sent together with the head (and can be replayed).
@@ -100,6 +100,9 @@ where
     T: super::ClientStream,
 {
     let id = ready.request_id();
+    if ready.closes() {
+        io.hold_for_close();
+    }
     let ok = super::hit::send(io, &c.wbuf, &ready).await;
     let outcome = ready.outcome(ok);
     c.last_active = tokio::time::Instant::now();
@@ -233,7 +236,7 @@ pub(crate) fn routing_host(raw: &[u8]) -> Cow<'_, str> {
     }
 }
 
-async fn refuse<T: AsyncWrite + Unpin>(
+async fn refuse<T: super::ClientStream>(
     io: &mut T,
     c: &mut Conn,
     e: ProxyError,
@@ -244,6 +247,9 @@ async fn refuse<T: AsyncWrite + Unpin>(
     // Keep the connection only when the whole request (head and body) is already buffered.
     let close = c.head.close || consumed > c.rbuf.len();
     write::error_response(&mut c.wbuf, &e, Some((id_name, id)), close);
+    if close {
+        io.hold_for_close();
+    }
     let ok = io.write_all(&c.wbuf).await.is_ok();
     c.last_active = tokio::time::Instant::now();
     Outcome {
@@ -412,7 +418,7 @@ where
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn failed<T: AsyncWrite + Unpin>(
+async fn failed<T: super::ClientStream>(
     io: &mut T,
     c: &mut Conn,
     e: ProxyError,

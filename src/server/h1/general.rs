@@ -27,7 +27,7 @@ const WRITE_BATCH: usize = 64 * 1024;
 /// writes its access log entry); anything else is handed over to hyper.
 pub(super) async fn serve_or_handoff<T>(io: &mut T, c: &mut Conn, info: &ConnInfo, rt: &Runtime) -> Next
 where
-    T: AsyncWrite + Unpin,
+    T: super::ClientStream,
 {
     let view = RawRequest {
         buf: &c.rbuf[..],
@@ -44,7 +44,7 @@ where
 /// `None`: the head did not convert (hyper will judge it after a hand-over).
 async fn serve<T>(io: &mut T, c: &mut Conn, info: &ConnInfo, rt: &Runtime) -> Option<Next>
 where
-    T: AsyncWrite + Unpin,
+    T: super::ClientStream,
 {
     let (buf, head) = (&c.rbuf[..], &c.head);
     let view = RawRequest { buf, head };
@@ -181,8 +181,13 @@ where
             }
         }
     }
-    if complete && !c.wbuf.is_empty() && io.write_all(&c.wbuf).await.is_err() {
-        complete = false;
+    if complete && !c.wbuf.is_empty() {
+        if close {
+            io.hold_for_close();
+        }
+        if io.write_all(&c.wbuf).await.is_err() {
+            complete = false;
+        }
     }
     if declared.is_some_and(|n| !no_body && n != sent) {
         // The body did not match what the head promised: the client must not reuse this.

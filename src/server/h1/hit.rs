@@ -59,6 +59,11 @@ impl Ready {
     pub(super) fn request_id(&self) -> std::ops::Range<usize> {
         self.id_at.0 as usize..self.id_at.1 as usize
     }
+
+    /// The connection closes after this answer.
+    pub(super) fn closes(&self) -> bool {
+        self.close
+    }
 }
 
 /// Stored fields a hit never copies: it writes its own.

@@ -19,6 +19,10 @@ impl Ready {
     pub(super) fn outcome(self, _ok: bool) -> Outcome {
         match self {}
     }
+
+    pub(super) fn closes(&self) -> bool {
+        match *self {}
+    }
 }
 
 pub(super) fn cache_of(_route: &Route) -> Option<&NoCache> {

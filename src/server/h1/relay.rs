@@ -158,6 +158,9 @@ where
         reusable = false;
     }
     sent += n as u64;
+    if close_client && upstream_done {
+        io.hold_for_close();
+    }
     // A large first piece of body goes out beside the head (writev), not copied after it.
     let written = if n > COPY_WITH_HEAD {
         write::head_and_body(io, out, &initial[..n]).await
@@ -217,6 +220,9 @@ where
             }
             Ok(_) => {
                 let n = take(&chunk, &mut tracker, &mut left, &mut upstream_done, &mut reusable);
+                if close_client && upstream_done {
+                    io.hold_for_close();
+                }
                 if io.write_all(&chunk[..n]).await.is_err() {
                     complete = false;
                     reusable = false;
