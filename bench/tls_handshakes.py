@@ -5,7 +5,8 @@ with a client that keeps the session ticket it received and offers it on the nex
 (Python's ssl module; `openssl s_time -reuse` does not resume TLS 1.3 sessions). Each
 connection sends one request and reads the answer (which also delivers the ticket). Clients
 are single-threaded and pinned away from the proxy; the figure that counts is handshakes per
-proxy CPU-second, read from /proc like cpu_split.py.
+proxy CPU-second, read from /proc like cpu_split.py. Both servers accept deferred (nginx's
+`listen ... deferred`, frontdesk's `defer_accept`).
 
 With `--tls 1.2` the resumed handshake is TLS 1.2's abbreviated one (session ticket, no key
 exchange); TLS 1.3 resumption in rustls is psk_dhe_ke only, so it still does an ECDHE.
@@ -62,7 +63,7 @@ worker_processes 1; daemon off; pid {work}/nginx.pid; error_log stderr crit;
 events {{ worker_connections 8192; }}
 http {{ access_log off;
   ssl_session_cache shared:SSL:10m; ssl_session_tickets on; ssl_protocols TLSv1.2 TLSv1.3;
-  server {{ listen 127.0.0.1:29401 ssl; ssl_certificate {work}/cert.pem; ssl_certificate_key {work}/key.pem;
+  server {{ listen 127.0.0.1:29401 ssl deferred; ssl_certificate {work}/cert.pem; ssl_certificate_key {work}/key.pem;
     location / {{ return 200 "ok"; }} }} }}
 """)
         nginx = subprocess.Popen(["taskset", "-c", proxy_cpu, "nginx", "-p", f"{work}/nginx", "-c", f"{work}/nginx.conf", "-e", "stderr"],
@@ -75,6 +76,7 @@ watch = false
 access = "off"
 [[listener]]
 listen = "127.0.0.1:29402"
+defer_accept = true
 tls = [ {{ cert = "{work}/cert.pem", key = "{work}/key.pem" }} ]
 [[route]]
 respond = {{ status = 200, body = "ok" }}

@@ -220,8 +220,9 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Sets `TCP_DEFER_ACCEPT` as the listener's spec says: the kernel then hands over a connection
 /// once its first bytes are there, so the first read finds them instead of failing and waiting
-/// for readiness (one wake-up and two system calls fewer per connection). Connections that
-/// send nothing wait in the kernel for up to the header timeout.
+/// for readiness (one wake-up and two system calls fewer per connection). A connection that
+/// sends nothing stays in the kernel, which retransmits its SYN-ACK for about the header
+/// timeout and then hands it over (where the header timeout applies again).
 #[cfg(target_os = "linux")]
 fn apply_defer_accept(tcp: &TcpListener, spec: &ListenerSpec) {
     use std::os::fd::AsRawFd;
@@ -335,7 +336,7 @@ async fn serve_tls(
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     #[tokio::test]
     async fn accepted_connections_have_nodelay() {

@@ -14,6 +14,8 @@ access = "off"
 [[listener]]
 listen = "127.0.0.1:0"
 defer_accept = {defer_accept}
+[[listener]]
+listen = "127.0.0.2:0"
 [[route]]
 respond = {{ status = 200, body = "ok" }}
 "#
@@ -32,22 +34,21 @@ fn server_side_state(proxy: SocketAddr, client: SocketAddr) -> Option<String> {
     })
 }
 
-async fn state_of_a_silent_connection(addr: SocketAddr) -> (TcpStream, String) {
-    let conn = TcpStream::connect(addr).await.unwrap();
+/// Connects to the first listener (whose `defer_accept` is under test) and then to the second
+/// (never deferred), sends nothing, and waits until the second is accepted: the kernel has then
+/// handled the first one's handshake too. Returns the first connection and its state.
+async fn silent_connection(p: &TestProxy) -> (TcpStream, String) {
+    let (under_test, reference) = (p.addr(0), p.addr(1));
+    let conn = TcpStream::connect(under_test).await.unwrap();
     let client = conn.local_addr().unwrap();
-    let mut state = None;
-    // The client's ACK reaches the proxy's kernel right after connect returns; give it a moment.
-    for _ in 0..100 {
-        state = server_side_state(addr, client);
-        if state.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    (
-        conn,
-        state.expect("the proxy's side of the connection is in /proc/net/tcp"),
-    )
+    let later = TcpStream::connect(reference).await.unwrap();
+    let later_client = later.local_addr().unwrap();
+    eventually(Duration::from_secs(5), "the reference connection accepted", || async {
+        server_side_state(reference, later_client).as_deref() == Some("01")
+    })
+    .await;
+    let state = server_side_state(under_test, client).expect("the connection is in /proc/net/tcp");
+    (conn, state)
 }
 
 async fn ask(mut conn: TcpStream) -> String {
@@ -65,7 +66,7 @@ async fn ask(mut conn: TcpStream) -> String {
 #[tokio::test]
 async fn defer_accept_holds_silent_connections_in_the_kernel_and_follows_reloads() {
     let p = proxy(&config(true)).await;
-    let (conn, state) = state_of_a_silent_connection(p.addr(0)).await;
+    let (conn, state) = silent_connection(&p).await;
     assert_eq!(state, "03", "a connection that sent nothing must not be accepted yet");
     // Once it speaks it is accepted and served as usual.
     let answer = ask(conn).await;
@@ -75,9 +76,7 @@ async fn defer_accept_holds_silent_connections_in_the_kernel_and_follows_reloads
     // Turned off by a reload, on the same socket: connections are accepted at once again.
     p.reload(&config(false)).unwrap();
     eventually(Duration::from_secs(5), "defer_accept off after the reload", || async {
-        let (conn, state) = state_of_a_silent_connection(p.addr(0)).await;
-        drop(conn);
-        state == "01"
+        silent_connection(&p).await.1 == "01"
     })
     .await;
 }
@@ -85,7 +84,7 @@ async fn defer_accept_holds_silent_connections_in_the_kernel_and_follows_reloads
 #[tokio::test]
 async fn without_defer_accept_connections_are_accepted_at_once() {
     let p = proxy(&config(false)).await;
-    let (conn, state) = state_of_a_silent_connection(p.addr(0)).await;
+    let (conn, state) = silent_connection(&p).await;
     assert_eq!(state, "01");
     let answer = ask(conn).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");

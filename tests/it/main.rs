@@ -24,6 +24,7 @@ mod h2;
 mod health;
 mod interim;
 mod limits;
+#[cfg(target_os = "linux")]
 mod listener;
 mod reload;
 mod routing;
