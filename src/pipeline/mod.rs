@@ -257,13 +257,11 @@ async fn proxy(
     #[cfg(feature = "acceleration")]
     let method = parts.method.clone();
 
-    let key_hash = up.hash_key.as_ref().and_then(|k| k.hash(parts, peer_ip));
-    let sticky_in = up
-        .sticky_cookie
-        .as_deref()
-        .and_then(|name| route::cookie_value(&*parts, name))
-        .map(str::to_string);
-    let preferred = sticky_in.as_deref().and_then(|v| up.sticky_backend(v));
+    let upstream::Affinity {
+        key_hash,
+        sticky_in,
+        preferred,
+    } = up.affinity(&*parts, peer_ip);
 
     let client_version = ctx_version(ctx);
     let request = Request::from_parts(std::mem::replace(parts, Request::new(()).into_parts().0), body);

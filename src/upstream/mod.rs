@@ -161,6 +161,16 @@ enum Conn {
     H2(hyper::client::conn::http2::SendRequest<RequestBody>),
 }
 
+/// How a request is tied to a backend (see `Upstream::affinity`).
+pub struct Affinity {
+    /// The hash of the upstream's `hash_key` for consistent hashing.
+    pub key_hash: Option<u64>,
+    /// The sticky cookie's value as the client sent it.
+    pub sticky_in: Option<String>,
+    /// The available backend that cookie names, tried first.
+    pub preferred: Option<usize>,
+}
+
 impl Upstream {
     /// The sticky cookie to set when the client (which sent `sent`) is not yet pinned to
     /// `backend`.
@@ -168,6 +178,23 @@ impl Upstream {
         let name = self.sticky_cookie.as_ref()?;
         let value = sticky_value(&backend.addr);
         (sent != Some(value.as_str())).then(|| format!("{name}={value}; Path=/; HttpOnly"))
+    }
+
+    /// What ties `req` (from `client`) to a backend: the hash of the upstream's key, and the
+    /// sticky cookie it sent with the available backend that cookie names.
+    pub fn affinity<R: crate::route::RequestView>(&self, req: &R, client: std::net::IpAddr) -> Affinity {
+        let key_hash = self.hash_key.as_ref().and_then(|k| k.hash(req, client));
+        let sticky_in = self
+            .sticky_cookie
+            .as_deref()
+            .and_then(|name| crate::route::cookie_value(req, name))
+            .map(str::to_string);
+        let preferred = sticky_in.as_deref().and_then(|v| self.sticky_backend(v));
+        Affinity {
+            key_hash,
+            sticky_in,
+            preferred,
+        }
     }
 
     /// The backend named by a sticky cookie, if it is available.

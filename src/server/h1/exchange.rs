@@ -12,7 +12,7 @@ use crate::pipeline::body::OnBodyEnd;
 use crate::pipeline::ctx::RequestCtx;
 use crate::pipeline::interim::forwardable;
 use crate::pipeline::respond::ProxyError;
-use crate::route::{self, Action, RequestView, Route};
+use crate::route::{Action, RequestView, Route};
 use crate::runtime::Runtime;
 use crate::server::conn::ConnInfo;
 use crate::snapshot::Snapshot;
@@ -185,13 +185,13 @@ fn finish(
 
 /// The client's request id when it sent a usable one, else a fresh random one; kept inline so
 /// no allocation is needed per request.
-struct RequestId {
+pub(crate) struct RequestId {
     bytes: [u8; 200],
     len: usize,
 }
 
 impl RequestId {
-    fn new(from_client: Option<&[u8]>) -> RequestId {
+    pub(crate) fn new(from_client: Option<&[u8]>) -> RequestId {
         let mut id = RequestId {
             bytes: [0; 200],
             len: 32,
@@ -210,7 +210,7 @@ impl RequestId {
         id
     }
 
-    fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len]
     }
 }
@@ -298,20 +298,15 @@ where
     let replayable = streamed_body == 0 && body_len <= INLINE_BODY;
     build_request(c, info, route, id_name, request_id, buffered_body);
 
-    let (key_hash, preferred, sticky_in) = {
-        let view = RawRequest {
-            buf: &c.rbuf[..],
-            head: &c.head,
-        };
-        let key_hash = up.hash_key.as_ref().and_then(|k| k.hash(&view, c.client_ip));
-        let sticky_in = up
-            .sticky_cookie
-            .as_deref()
-            .and_then(|n| route::cookie_value(&view, n))
-            .map(str::to_string);
-        let preferred = sticky_in.as_deref().and_then(|v| up.sticky_backend(v));
-        (key_hash, preferred, sticky_in)
+    let view = RawRequest {
+        buf: &c.rbuf[..],
+        head: &c.head,
     };
+    let upstream::Affinity {
+        key_hash,
+        sticky_in,
+        preferred,
+    } = up.affinity(&view, c.client_ip);
     let method = &c.rbuf[c.head.method.clone()];
     let idempotent = matches!(method, b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE");
     let is_head = method == b"HEAD";

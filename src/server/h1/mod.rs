@@ -20,7 +20,7 @@ mod relay;
 mod splice;
 mod write;
 
-pub(crate) use exchange::routing_host;
+pub(crate) use exchange::{routing_host, RequestId};
 pub(crate) use forward::{is_hop_by_hop, write_forwarding, Forwarding};
 pub use head::{is_protected, Parsed, ParsedResponse, RawRequest, RequestHead, ResponseHead};
 pub use write::{decimal, line, request_id};

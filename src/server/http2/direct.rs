@@ -13,11 +13,11 @@ use crate::route::{self, Action, Route};
 use crate::runtime::Runtime;
 use crate::server::conn::ConnInfo;
 use crate::server::h1::{
-    decimal, is_hop_by_hop, is_protected, line, routing_host, write_forwarding, Forwarding, ResponseHead,
+    decimal, is_hop_by_hop, is_protected, line, routing_host, write_forwarding, Forwarding, RequestId, ResponseHead,
 };
 use crate::snapshot::Snapshot;
 use crate::transform::HeaderOps;
-use crate::upstream::Upstream;
+use crate::upstream::{Affinity, Upstream};
 use http::Method;
 use std::time::{Instant, SystemTime};
 use tokio::sync::mpsc::UnboundedSender;
@@ -54,20 +54,19 @@ pub async fn run(
 ) {
     let listener = &info.listener;
     let id_name = listener.request_id_header.as_str().as_bytes();
-    let request_id = request_id(req.header(id_name));
+    let own_id = RequestId::new(req.header(id_name));
+    let request_id = own_id.as_bytes();
     let is_head = req.method_bytes() == b"HEAD";
     let method = if is_head { Method::HEAD } else { Method::GET };
-    let mut log = DirectLog::new(rt, info, &req, route, &request_id, &method);
+    let mut log = DirectLog::new(rt, info, &req, route, request_id, &method);
     let peer_ip = crate::config::value::canonical(info.peer.ip());
     let trusted = listener.trusted_proxies.iter().any(|c| c.contains(peer_ip));
-    let head = upstream_head(&req, info, route, trusted, id_name, &request_id);
-    let key_hash = up.hash_key.as_ref().and_then(|k| k.hash(&req, peer_ip));
-    let sticky_in = up
-        .sticky_cookie
-        .as_deref()
-        .and_then(|n| route::cookie_value(&req, n))
-        .map(str::to_string);
-    let preferred = sticky_in.as_deref().and_then(|v| up.sticky_backend(v));
+    let head = upstream_head(&req, info, route, trusted, id_name, request_id);
+    let Affinity {
+        key_hash,
+        sticky_in,
+        preferred,
+    } = up.affinity(&req, peer_ip);
     // Nothing of the request is needed past this point; it is not kept for the response.
     drop(req);
     let forwarded = up.forward_head(&head, &method, key_hash, preferred, None).await;
@@ -81,7 +80,7 @@ pub async fn run(
             }
             let sticky = up.sticky_set_cookie(sticky_in.as_deref(), &fwd.backend);
             let r = &fwd.response;
-            let block = response_block(&r.head, &r.head_bytes, route, id_name, &request_id, sticky);
+            let block = response_block(&r.head, &r.head_bytes, route, id_name, request_id, sticky);
             let no_body = is_head || r.head.status == 204 || r.head.status == 304;
             let end = no_body || http_body::Body::is_end_stream(&r.body);
             let sent = events.send(Event::Head { id, block, end }).is_ok();
@@ -101,7 +100,7 @@ pub async fn run(
             log.ended(complete, bytes);
         }
         Err(e) => {
-            tracing::warn!(request_id = %String::from_utf8_lossy(&request_id), route = %route.name, reason = %e, "request failed");
+            tracing::warn!(request_id = %String::from_utf8_lossy(request_id), route = %route.name, reason = %e, "request failed");
             if let Some(ctx) = log.ctx() {
                 ctx.status = e.status().as_u16();
                 ctx.error = Some(e.to_string());
@@ -109,7 +108,7 @@ pub async fn run(
             let mut resp = e.response();
             if let (Ok(n), Ok(v)) = (
                 http::HeaderName::from_bytes(id_name),
-                http::HeaderValue::from_bytes(&request_id),
+                http::HeaderValue::from_bytes(request_id),
             ) {
                 resp.headers_mut().insert(n, v);
             }
@@ -176,18 +175,6 @@ impl Drop for DirectLog {
     fn drop(&mut self) {
         if let Some((ctx, access)) = self.pending.take() {
             LogOnEnd::new(ctx, access).finish(self.complete, self.bytes);
-        }
-    }
-}
-
-/// The client's request id when it sent a usable one, else a fresh one.
-fn request_id(from_client: Option<&[u8]>) -> Vec<u8> {
-    match from_client {
-        Some(v) if !v.is_empty() && v.len() <= 200 => v.to_vec(),
-        _ => {
-            let mut id = [0u8; 32];
-            crate::server::h1::request_id(&mut id);
-            id.to_vec()
         }
     }
 }
