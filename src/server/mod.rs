@@ -31,7 +31,7 @@ pub struct ListenerSpec {
     /// The `listen` value as written; identifies the listener across reloads.
     pub listen: String,
     pub addr: SocketAddr,
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<Arc<tls::ServerTls>>,
     pub http: auto::Builder<TokioExecutor>,
     /// HTTP/2 is served (by `http2`), as h2c prior knowledge or negotiated by ALPN.
     pub http2: bool,
@@ -305,34 +305,36 @@ async fn serve_stream(
     match &spec.tls {
         // Each way is boxed so a connection's task holds only the state of the one it takes.
         None => Box::pin(h1::serve(stream, info, rt, drain)).await,
-        Some(config) => Box::pin(serve_tls(stream, peer, config.clone(), spec.clone(), info, rt, drain)).await,
+        Some(tls) => Box::pin(serve_tls(stream, peer, tls.clone(), spec.clone(), info, rt, drain)).await,
     }
 }
 
 async fn serve_tls(
     stream: TcpStream,
     peer: SocketAddr,
-    config: Arc<rustls::ServerConfig>,
+    tls: Arc<tls::ServerTls>,
     spec: Arc<ListenerSpec>,
     info: Arc<ConnInfo>,
     rt: Arc<Runtime>,
     drain: Drain,
 ) {
-    {
-        {
-            let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            match tokio::time::timeout(spec.limits.header_read_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => {
-                    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                        http2::conn::serve(tls, bytes::BytesMut::new(), info, rt, drain.signal).await
-                    } else {
-                        h1::serve(tls, info, rt, drain).await
-                    }
-                }
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+    // The configuration depends on the ClientHello (the cipher suite order); the whole
+    // handshake shares one deadline.
+    let handshake = async {
+        let start = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+        let config = tls.config_for(&start.client_hello());
+        start.into_stream(config).await
+    };
+    match tokio::time::timeout(spec.limits.header_read_timeout, handshake).await {
+        Ok(Ok(tls)) => {
+            if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                http2::conn::serve(tls, bytes::BytesMut::new(), info, rt, drain.signal).await
+            } else {
+                h1::serve(tls, info, rt, drain).await
             }
         }
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }
 }
 

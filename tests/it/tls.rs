@@ -99,6 +99,90 @@ async fn tls12_and_tls13_are_accepted() {
     }
 }
 
+/// A client offering exactly `suites`, in that order.
+fn client_with_suites(pki: &Pki, suites: &[rustls::SupportedCipherSuite]) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_file(pki.ca_path()).unwrap())
+        .unwrap();
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: suites.to_vec(),
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    };
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    std::sync::Arc::new(cfg)
+}
+
+#[tokio::test]
+async fn the_server_picks_aes128_for_aes_clients_and_chacha20_for_chacha20_clients() {
+    use rustls::crypto::aws_lc_rs::cipher_suite::*;
+    let pki = Pki::new();
+    let origin = Origin::named("o").await;
+    let p = proxy(&tls_config(&pki, &origin, "")).await;
+    // A server without AES hardware gives ChaCha20 to every client that offers it.
+    #[cfg(target_arch = "x86_64")]
+    let aes_hw = std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq");
+    #[cfg(not(target_arch = "x86_64"))]
+    let aes_hw = true;
+    let cases = [
+        // OpenSSL's order: AES-256 first. The server takes AES-128 (and SHA-256).
+        (
+            vec![
+                TLS13_AES_256_GCM_SHA384,
+                TLS13_CHACHA20_POLY1305_SHA256,
+                TLS13_AES_128_GCM_SHA256,
+            ],
+            if aes_hw {
+                rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+            } else {
+                rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256
+            },
+        ),
+        // A client without AES hardware puts ChaCha20 first and gets it.
+        (
+            vec![
+                TLS13_CHACHA20_POLY1305_SHA256,
+                TLS13_AES_256_GCM_SHA384,
+                TLS13_AES_128_GCM_SHA256,
+            ],
+            rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+        ),
+        // Only what the client offers is chosen.
+        (
+            vec![TLS13_AES_256_GCM_SHA384],
+            rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
+        ),
+        (
+            vec![
+                TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+                TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            ],
+            rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        ),
+        (
+            vec![
+                TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+                TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            ],
+            rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ),
+    ];
+    for (offered, expected) in cases {
+        let names: Vec<_> = offered.iter().map(|s| s.suite()).collect();
+        let s = connect(p.addr(0), "a.test", client_with_suites(&pki, &offered))
+            .await
+            .unwrap();
+        let chosen = s.get_ref().1.negotiated_cipher_suite().unwrap().suite();
+        assert_eq!(chosen, expected, "client offered {names:?}");
+        assert_eq!(get_over_tls(s).await.body, "o");
+    }
+}
+
 #[tokio::test]
 async fn mtls_requires_a_client_certificate_from_the_ca() {
     let pki = Pki::new();
