@@ -106,7 +106,9 @@ impl ServerTls {
     }
 }
 
-/// Whether the first AES-GCM or ChaCha20-Poly1305 suite in the client's list is ChaCha20.
+/// Whether the first AES-GCM or ChaCha20-Poly1305 suite in the client's list is ChaCha20 (Go
+/// decides on the first suite it knows at all; a client that lists a legacy CBC suite first
+/// gets AES-GCM here rather than ChaCha20).
 fn prefers_chacha(client_order: &[CipherSuite]) -> bool {
     client_order
         .iter()
@@ -210,7 +212,8 @@ pub fn server_config(
     };
     // Resumption: stateless TLS 1.3 tickets (keys rotate every 6 hours; a reload starts new
     // keys, so older tickets then fall back to a full handshake), and a bounded cache of TLS
-    // 1.2 session ids. Both orders share them, so a session resumes whichever order serves it.
+    // 1.2 session ids. Both orders share them; rustls resumes a session only with the suite it
+    // was made with, and a client that sends the same suites again is given that suite again.
     let ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| TlsError::Cert {
         path: String::new(),
         reason: format!("cannot create session ticket keys: {e}"),
@@ -252,6 +255,7 @@ pub fn server_config(
     }))
 }
 
+/// Trust anchors from a PEM file of CA certificates.
 fn load_roots(path: &str) -> Result<rustls::RootCertStore, TlsError> {
     let err = |reason: String| TlsError::ClientCa {
         path: path.into(),

@@ -101,6 +101,15 @@ async fn tls12_and_tls13_are_accepted() {
 
 /// A client offering exactly `suites`, in that order.
 fn client_with_suites(pki: &Pki, suites: &[rustls::SupportedCipherSuite]) -> std::sync::Arc<rustls::ClientConfig> {
+    let versions = [&rustls::version::TLS13, &rustls::version::TLS12];
+    std::sync::Arc::new(client_config_for(pki, suites, &versions))
+}
+
+fn client_config_for(
+    pki: &Pki,
+    suites: &[rustls::SupportedCipherSuite],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::ClientConfig {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     roots
@@ -110,12 +119,11 @@ fn client_with_suites(pki: &Pki, suites: &[rustls::SupportedCipherSuite]) -> std
         cipher_suites: suites.to_vec(),
         ..rustls::crypto::aws_lc_rs::default_provider()
     };
-    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    std::sync::Arc::new(cfg)
+        .with_no_client_auth()
 }
 
 #[tokio::test]
@@ -127,8 +135,10 @@ async fn the_server_picks_aes128_for_aes_clients_and_chacha20_for_chacha20_clien
     // A server without AES hardware gives ChaCha20 to every client that offers it.
     #[cfg(target_arch = "x86_64")]
     let aes_hw = std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq");
-    #[cfg(not(target_arch = "x86_64"))]
-    let aes_hw = true;
+    #[cfg(target_arch = "aarch64")]
+    let aes_hw = std::arch::is_aarch64_feature_detected!("aes") && std::arch::is_aarch64_feature_detected!("pmull");
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let aes_hw = false;
     let cases = [
         // OpenSSL's order: AES-256 first. The server takes AES-128 (and SHA-256).
         (
@@ -231,27 +241,69 @@ async fn get_over_tls(stream: tokio_rustls::client::TlsStream<tokio::net::TcpStr
     read_answer(sender.send_request(req).await.unwrap()).await
 }
 
+/// Resumption works whichever suite order serves the client: TLS 1.3 tickets, TLS 1.2 tickets
+/// and TLS 1.2 session ids, for a client that prefers AES-256 (as OpenSSL) and one that
+/// prefers ChaCha20.
 #[tokio::test]
 async fn sessions_resume_with_tickets() {
+    use rustls::client::{Resumption, Tls12Resumption};
+    use rustls::crypto::aws_lc_rs::cipher_suite::*;
     let pki = Pki::new();
     let origin = Origin::named("o").await;
     let p = proxy(&tls_config(&pki, &origin, "")).await;
-    // One client config = one client session cache, as a browser keeps it.
-    let cfg = pki.client_config(&[b"http/1.1"], None);
-    for round in 0..3 {
-        let mut s = connect(p.addr(0), "a.test", cfg.clone()).await.unwrap();
-        // TLS 1.3 tickets arrive after the handshake: read an answer so the client stores one.
-        tokio::io::AsyncWriteExt::write_all(&mut s, b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut answer = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut s, &mut answer).await.unwrap();
-        assert!(answer.starts_with(b"HTTP/1.1 200"));
-        let kind = s.get_ref().1.handshake_kind();
-        if round == 0 {
-            assert_eq!(kind, Some(rustls::HandshakeKind::Full));
-        } else {
-            assert_eq!(kind, Some(rustls::HandshakeKind::Resumed), "round {round}");
+    let aes = [
+        TLS13_AES_256_GCM_SHA384,
+        TLS13_AES_128_GCM_SHA256,
+        TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    ];
+    let chacha = [
+        TLS13_CHACHA20_POLY1305_SHA256,
+        TLS13_AES_128_GCM_SHA256,
+        TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    ];
+    let cases = [
+        ("TLS 1.3", &rustls::version::TLS13, Tls12Resumption::SessionIdOrTickets),
+        (
+            "TLS 1.2 ticket",
+            &rustls::version::TLS12,
+            Tls12Resumption::SessionIdOrTickets,
+        ),
+        (
+            "TLS 1.2 session id",
+            &rustls::version::TLS12,
+            Tls12Resumption::SessionIdOnly,
+        ),
+    ];
+    for (name, version, tls12) in cases {
+        for suites in [&aes[..], &chacha[..]] {
+            // One client config = one client session cache, as a browser keeps it.
+            let mut cfg = client_config_for(&pki, suites, &[version]);
+            cfg.resumption = Resumption::in_memory_sessions(16).tls12_resumption(tls12);
+            let cfg = std::sync::Arc::new(cfg);
+            for round in 0..3 {
+                let mut s = connect(p.addr(0), "a.test", cfg.clone()).await.unwrap();
+                // TLS 1.3 tickets arrive after the handshake: read an answer so the client
+                // stores one.
+                tokio::io::AsyncWriteExt::write_all(
+                    &mut s,
+                    b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+                )
+                .await
+                .unwrap();
+                let mut answer = Vec::new();
+                tokio::io::AsyncReadExt::read_to_end(&mut s, &mut answer).await.unwrap();
+                assert!(answer.starts_with(b"HTTP/1.1 200"));
+                let kind = s.get_ref().1.handshake_kind();
+                let suite = s.get_ref().1.negotiated_cipher_suite().unwrap().suite();
+                let expected = if round == 0 {
+                    rustls::HandshakeKind::Full
+                } else {
+                    rustls::HandshakeKind::Resumed
+                };
+                assert_eq!(kind, Some(expected), "{name}, {suite:?}, round {round}");
+            }
         }
     }
 }
