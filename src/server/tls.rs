@@ -157,8 +157,16 @@ fn provider_with(first: Bulk) -> Arc<CryptoProvider> {
     Arc::new(provider)
 }
 
-/// Whether this machine encrypts AES-GCM in hardware; without it ChaCha20 is faster for every
-/// client, as Go decides too.
+/// AES-128-GCM when this machine encrypts AES-GCM in hardware; without it ChaCha20 is faster
+/// for every peer, as Go decides too.
+fn preferred_bulk() -> Bulk {
+    if aes_hardware() {
+        Bulk::Aes128
+    } else {
+        Bulk::ChaCha20
+    }
+}
+
 fn aes_hardware() -> bool {
     #[cfg(target_arch = "x86_64")]
     return std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq");
@@ -244,10 +252,9 @@ pub fn server_config(
         Ok(Arc::new(config))
     };
     let chacha_first = build(Bulk::ChaCha20)?;
-    let aes_first = if aes_hardware() {
-        build(Bulk::Aes128)?
-    } else {
-        chacha_first.clone()
+    let aes_first = match preferred_bulk() {
+        Bulk::Aes128 => build(Bulk::Aes128)?,
+        _ => chacha_first.clone(),
     };
     Ok(Arc::new(ServerTls {
         aes_first,
@@ -273,7 +280,10 @@ fn load_roots(path: &str) -> Result<rustls::RootCertStore, TlsError> {
 
 /// Client TLS settings for upstream connections.
 pub fn client_config(ca: Option<&str>, verify: bool, http2: bool) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    // As a client, the same preference as Go's: AES-128-GCM first with AES hardware (a backend
+    // that honours the client's order then does the cheaper handshake and records), else
+    // ChaCha20 first.
+    let provider = provider_with(preferred_bulk());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::ClientCa {
@@ -380,5 +390,12 @@ mod tests {
             order.windows(2).all(|w| w[0] <= w[1]),
             "AES-128, then AES-256, then ChaCha20"
         );
+    }
+
+    #[test]
+    fn upstream_connections_offer_the_preferred_suite_first() {
+        let config = client_config(None, false, false).unwrap();
+        let first = config.crypto_provider().cipher_suites[0].suite();
+        assert!(bulk(first) == preferred_bulk(), "{first:?}");
     }
 }

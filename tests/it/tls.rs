@@ -99,6 +99,17 @@ async fn tls12_and_tls13_are_accepted() {
     }
 }
 
+/// Whether this machine has AES-GCM hardware, as frontdesk decides it (x86_64 AES-NI and
+/// PCLMULQDQ, aarch64 AES and PMULL); without it ChaCha20 is preferred everywhere.
+fn aes_hardware() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq");
+    #[cfg(target_arch = "aarch64")]
+    return std::arch::is_aarch64_feature_detected!("aes") && std::arch::is_aarch64_feature_detected!("pmull");
+    #[allow(unreachable_code)]
+    false
+}
+
 /// A client offering exactly `suites`, in that order.
 fn client_with_suites(pki: &Pki, suites: &[rustls::SupportedCipherSuite]) -> std::sync::Arc<rustls::ClientConfig> {
     let versions = [&rustls::version::TLS13, &rustls::version::TLS12];
@@ -133,12 +144,7 @@ async fn the_server_picks_aes128_for_aes_clients_and_chacha20_for_chacha20_clien
     let origin = Origin::named("o").await;
     let p = proxy(&tls_config(&pki, &origin, "")).await;
     // A server without AES hardware gives ChaCha20 to every client that offers it.
-    #[cfg(target_arch = "x86_64")]
-    let aes_hw = std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq");
-    #[cfg(target_arch = "aarch64")]
-    let aes_hw = std::arch::is_aarch64_feature_detected!("aes") && std::arch::is_aarch64_feature_detected!("pmull");
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    let aes_hw = false;
+    let aes_hw = aes_hardware();
     let cases = [
         // OpenSSL's order: AES-256 first. The server takes AES-128 (and SHA-256).
         (
@@ -306,4 +312,74 @@ async fn sessions_resume_with_tickets() {
             }
         }
     }
+}
+
+/// A TLS backend that honours the client's suite order (rustls's default, and nginx's) and
+/// answers every request with the name of the suite it negotiated.
+async fn suite_echo_backend(pki: &Pki) -> std::net::SocketAddr {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (cert, key) = pki.issue("origin", &["origin.test"]);
+    let chain: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
+    let cfg =
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let suite = format!("{:?}", tls.get_ref().1.negotiated_cipher_suite().unwrap().suite());
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{suite}",
+                    suite.len()
+                );
+                let _ = tls.write_all(answer.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn upstream_connections_ask_for_aes128_first() {
+    let pki = Pki::new();
+    let backend = suite_echo_backend(&pki).await;
+    let front = format!(
+        "[log]\naccess = \"off\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\n[upstream.app]\nservers = [\"{backend}\"]\ntls = {{ sni = \"origin.test\", ca = \"{}\" }}\n[[route]]\nupstream = \"app\"\n",
+        pki.ca_path().display()
+    );
+    let p = proxy(&front).await;
+    let a = get(p.addr(0), "/").await;
+    assert_eq!(a.status, 200);
+    // A backend that follows the client's order does the cheaper handshake and records.
+    let aes_hw = aes_hardware();
+    let expected = if aes_hw {
+        "TLS13_AES_128_GCM_SHA256"
+    } else {
+        "TLS13_CHACHA20_POLY1305_SHA256"
+    };
+    assert_eq!(a.body, expected);
 }
