@@ -383,3 +383,42 @@ async fn upstream_connections_ask_for_aes128_first() {
     };
     assert_eq!(a.body, expected);
 }
+
+/// What the server sends before it closes a connection (read to the end, bounded by 5 s).
+async fn read_until_closed(s: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection was not closed");
+    buf
+}
+
+#[tokio::test]
+async fn plain_http_and_stalled_handshakes_are_closed_and_tls_still_works() {
+    use tokio::io::AsyncWriteExt;
+    let pki = Pki::new();
+    let origin = Origin::named("o").await;
+    let limits = "limits = { header_read_timeout = \"300ms\" }";
+    let p = proxy(&tls_config(&pki, &origin, limits)).await;
+
+    // Plain HTTP on a TLS port: a TLS alert record (content type 21), then the close.
+    let mut s = tokio::net::TcpStream::connect(p.addr(0)).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").await.unwrap();
+    let answer = read_until_closed(&mut s).await;
+    assert_eq!(answer.first(), Some(&21), "alert record, got {answer:?}");
+
+    // A client that stops in the middle of its ClientHello, and one that sends nothing: both
+    // are closed by the header timeout (the bound is the helper's 5 s guard).
+    let mut partial = tokio::net::TcpStream::connect(p.addr(0)).await.unwrap();
+    partial.write_all(&[22, 3, 1, 0, 200, 1, 0]).await.unwrap();
+    let mut silent = tokio::net::TcpStream::connect(p.addr(0)).await.unwrap();
+    assert!(read_until_closed(&mut partial).await.is_empty());
+    assert!(read_until_closed(&mut silent).await.is_empty());
+
+    // None of it reached the origin, and TLS clients are served as before.
+    assert_eq!(origin.requests(), 0);
+    let s = connect(p.addr(0), "a.test", pki.client_config(&[b"http/1.1"], None))
+        .await
+        .unwrap();
+    assert_eq!(get_over_tls(s).await.body, "o");
+}
