@@ -87,10 +87,10 @@ const SESSION_CACHE_ENTRIES: usize = 20_000;
 
 /// A TLS listener's configurations: the same certificates, client verification, ticket keys
 /// and session cache, with the cipher suites in two orders. As in Go's TLS server, the server
-/// picks the suite: a client whose first choice is an AES-GCM suite has AES hardware, and gets
-/// AES-128-GCM (with SHA-256, where OpenSSL clients ask for AES-256-GCM with SHA-384: the same
-/// protection for less work per handshake and per byte); a client that puts ChaCha20-Poly1305
-/// first gets it.
+/// picks the suite: a client that lists an AES-GCM suite before any ChaCha20-Poly1305 one has
+/// AES hardware, and gets AES-128-GCM with SHA-256 (OpenSSL clients ask for AES-256-GCM with
+/// SHA-384 first, which costs more per handshake and per byte, and 128-bit security is ample);
+/// a client that lists ChaCha20-Poly1305 first gets it.
 pub struct ServerTls {
     aes_first: Arc<rustls::ServerConfig>,
     chacha_first: Arc<rustls::ServerConfig>,
