@@ -167,7 +167,9 @@ fn preferred_bulk() -> Bulk {
     }
 }
 
-fn aes_hardware() -> bool {
+/// Whether this machine encrypts AES-GCM in hardware (x86_64 AES-NI and PCLMULQDQ, aarch64 AES
+/// and PMULL).
+pub fn aes_hardware() -> bool {
     #[cfg(target_arch = "x86_64")]
     return std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq");
     #[cfg(target_arch = "aarch64")]

@@ -81,33 +81,12 @@ async fn tls12_and_tls13_are_accepted() {
     let pki = Pki::new();
     let origin = Origin::named("o").await;
     let p = proxy(&tls_config(&pki, &origin, "")).await;
+    let suites = rustls::crypto::aws_lc_rs::default_provider().cipher_suites;
     for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
-        let mut roots = rustls::RootCertStore::empty();
-        use rustls_pki_types::pem::PemObject;
-        roots
-            .add(rustls_pki_types::CertificateDer::from_pem_file(pki.ca_path()).unwrap())
-            .unwrap();
-        let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_protocol_versions(&[version])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let cfg = client_config_for(&pki, &suites, &[version]);
         let s = connect(p.addr(0), "a.test", std::sync::Arc::new(cfg)).await.unwrap();
         assert_eq!(s.get_ref().1.protocol_version(), Some(version.version));
     }
-}
-
-/// Whether this machine has AES-GCM hardware, as frontdesk decides it (x86_64 AES-NI and
-/// PCLMULQDQ, aarch64 AES and PMULL); without it ChaCha20 is preferred everywhere.
-fn aes_hardware() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return std::arch::is_x86_feature_detected!("aes") && std::arch::is_x86_feature_detected!("pclmulqdq");
-    #[cfg(target_arch = "aarch64")]
-    return std::arch::is_aarch64_feature_detected!("aes") && std::arch::is_aarch64_feature_detected!("pmull");
-    #[allow(unreachable_code)]
-    false
 }
 
 /// A client offering exactly `suites`, in that order.
@@ -121,11 +100,6 @@ fn client_config_for(
     suites: &[rustls::SupportedCipherSuite],
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> rustls::ClientConfig {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls_pki_types::CertificateDer::from_pem_file(pki.ca_path()).unwrap())
-        .unwrap();
     let provider = rustls::crypto::CryptoProvider {
         cipher_suites: suites.to_vec(),
         ..rustls::crypto::aws_lc_rs::default_provider()
@@ -133,7 +107,7 @@ fn client_config_for(
     rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
         .with_protocol_versions(versions)
         .unwrap()
-        .with_root_certificates(roots)
+        .with_root_certificates(pki.roots())
         .with_no_client_auth()
 }
 
@@ -144,7 +118,7 @@ async fn the_server_picks_aes128_for_aes_clients_and_chacha20_for_chacha20_clien
     let origin = Origin::named("o").await;
     let p = proxy(&tls_config(&pki, &origin, "")).await;
     // A server without AES hardware gives ChaCha20 to every client that offers it.
-    let aes_hw = aes_hardware();
+    let aes_hw = frontdesk::server::tls::aes_hardware();
     let cases = [
         // OpenSSL's order: AES-256 first. The server takes AES-128 (and SHA-256).
         (
@@ -375,7 +349,7 @@ async fn upstream_connections_ask_for_aes128_first() {
     let a = get(p.addr(0), "/").await;
     assert_eq!(a.status, 200);
     // A backend that follows the client's order does the cheaper handshake and records.
-    let aes_hw = aes_hardware();
+    let aes_hw = frontdesk::server::tls::aes_hardware();
     let expected = if aes_hw {
         "TLS13_AES_128_GCM_SHA256"
     } else {

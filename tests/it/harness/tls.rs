@@ -71,15 +71,20 @@ impl Pki {
         (c, k)
     }
 
-    pub fn client_config(&self, alpn: &[&[u8]], client_cert: Option<(&Path, &Path)>) -> Arc<rustls::ClientConfig> {
+    /// Trust in this PKI's CA only.
+    pub fn roots(&self) -> rustls::RootCertStore {
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(CertificateDer::from_pem_file(self.ca_path()).unwrap())
             .unwrap();
+        roots
+    }
+
+    pub fn client_config(&self, alpn: &[&[u8]], client_cert: Option<(&Path, &Path)>) -> Arc<rustls::ClientConfig> {
         let b = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
             .with_safe_default_protocol_versions()
             .unwrap()
-            .with_root_certificates(roots);
+            .with_root_certificates(self.roots());
         let mut cfg = match client_cert {
             None => b.with_no_client_auth(),
             Some((c, k)) => {
