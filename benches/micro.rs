@@ -1,9 +1,9 @@
 //! Micro-benchmarks of per-request work that regressions would show in: route matching,
-//! balancer picks and request head parsing. `cargo bench --bench micro`.
+//! balancer picks and request and response head parsing. `cargo bench --bench micro`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use frontdesk::route::{Action, FixedResponse, HostPattern, Matcher, PathMatch, Route, Router};
-use frontdesk::server::h1::{RawRequest, RequestHead};
+use frontdesk::server::h1::{RawRequest, RequestHead, ResponseHead};
 use frontdesk::server::limits::Limits;
 use frontdesk::upstream::balance::{Balancer, HashKey, HashRing, PickInput};
 use frontdesk::upstream::Backend;
@@ -11,6 +11,8 @@ use std::hint::black_box;
 use std::sync::{Arc, Mutex};
 
 const REQUEST: &[u8] = b"GET /api/v1/users/42?expand=profile HTTP/1.1\r\nHost: shop.example.com\r\nUser-Agent: wrk/4.1\r\nAccept: */*\r\nAccept-Encoding: gzip, br\r\nCookie: session=abc123; theme=dark\r\nX-Request-Id: 0123456789abcdef\r\n\r\n";
+
+const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sat, 28 Nov 2026 09:54:34 GMT\r\nContent-Type: text/plain\r\nContent-Length: 100\r\nConnection: keep-alive\r\n\r\n";
 
 fn router() -> Router {
     let route = |name: &str, host: &str, prefix: &str| Route {
@@ -45,6 +47,10 @@ fn bench_parse_and_route(c: &mut Criterion) {
     c.bench_function("h1 head parse", |b| {
         let mut head = RequestHead::default();
         b.iter(|| black_box(head.parse(black_box(REQUEST), &limits).is_ok()))
+    });
+    c.bench_function("h1 response head parse", |b| {
+        let mut head = ResponseHead::default();
+        b.iter(|| black_box(head.parse(black_box(RESPONSE)).is_ok()))
     });
     c.bench_function("route find (10 routes, last matches)", |b| {
         let mut head = RequestHead::default();

@@ -16,6 +16,7 @@ pub(super) fn build_request(
     buffered_body: usize,
 ) {
     let (buf, head, out) = (&c.rbuf[..], &c.head, &mut c.wbuf);
+    let reused = &mut c.forwarding;
     let ops: Vec<&crate::transform::HeaderOps> = route.stages.iter().filter_map(|s| s.request_header_ops()).collect();
     let replaced = |name: &[u8]| ops.iter().any(|o| o.replaces(name));
     out.clear();
@@ -81,13 +82,32 @@ pub(super) fn build_request(
         has_fhost,
         host,
     };
-    write_forwarding(out, info, &forwarding, replaced);
+    if !c.trusted && ops.is_empty() {
+        // From an untrusted client the fields depend only on the host (the address and scheme
+        // are the connection's), and a connection usually asks for one host.
+        if reused.host != host || reused.lines.is_empty() {
+            reused.lines.clear();
+            write_forwarding(&mut reused.lines, info, &forwarding, |_| false);
+            reused.host.clear();
+            reused.host.extend_from_slice(host);
+        }
+        out.extend_from_slice(&reused.lines);
+    } else {
+        write_forwarding(out, info, &forwarding, replaced);
+    }
     line(out, id_name, request_id);
     for o in &ops {
         o.write_raw(out);
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(&buf[head.len..head.len + buffered_body]);
+}
+
+/// The forwarding fields written for a connection's last request, and the host they were for.
+#[derive(Default)]
+pub(super) struct ReusedForwarding {
+    host: Vec<u8>,
+    lines: Vec<u8>,
 }
 
 /// What the forwarding fields are made from.
@@ -140,8 +160,16 @@ pub(crate) fn write_forwarding(out: &mut Vec<u8>, info: &ConnInfo, f: &Forwardin
         out.extend_from_slice(proto);
         if !host.is_empty() {
             out.extend_from_slice(b";host=");
-            if host.iter().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(b)) {
+            if host
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+            {
                 out.extend_from_slice(host);
+            } else if !host.iter().any(|&b| b == b'"' || b == b'\\') {
+                // A port or an IPv6 literal: quoted, with nothing to escape.
+                out.push(b'"');
+                out.extend_from_slice(host);
+                out.push(b'"');
             } else {
                 out.push(b'"');
                 for &b in host {

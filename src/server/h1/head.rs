@@ -1,15 +1,15 @@
-//! Request and response heads parsed with httparse and kept as byte ranges into the read
-//! buffer, so nothing is copied or allocated per header. Validation here is the same as on the
-//! general path: anything ambiguous is refused, never forwarded.
+//! Request and response heads scanned (`scan`, httparse's grammar) and kept as byte ranges into
+//! the read buffer, so nothing is copied or allocated per header. Validation here is the same as
+//! on the general path: anything ambiguous is refused, never forwarded.
 
+use super::scan;
 use crate::pipeline::respond::ProxyError;
 use crate::route::RequestView;
 use crate::server::limits::Limits;
-use std::mem::MaybeUninit;
 use std::ops::Range;
 
-/// Enough header slots for the default limit; larger limits fall back to a heap array.
-const STACK_HEADERS: usize = 128;
+/// A backend's response with more header fields than this is refused.
+const MAX_RESPONSE_FIELDS: usize = 128;
 
 #[derive(Default)]
 pub struct RequestHead {
@@ -47,50 +47,33 @@ impl RequestHead {
         if buf.starts_with(b"PRI * HTTP/2.0") {
             return Ok(Parsed::Unsupported);
         }
-        let slots = limits.max_headers.saturating_add(1);
-        // Uninitialised slots: httparse writes only the ones it fills.
-        let mut stack = [const { MaybeUninit::<httparse::Header>::uninit() }; STACK_HEADERS];
-        let mut heap;
-        let headers: &mut [MaybeUninit<httparse::Header>] = if slots <= STACK_HEADERS {
-            &mut stack[..slots]
-        } else {
-            heap = (0..slots).map(|_| MaybeUninit::uninit()).collect::<Vec<_>>();
-            &mut heap
+        let line = match scan::request_line(buf) {
+            Ok(Some(line)) => line,
+            Ok(None) => return self.partial(buf, limits),
+            Err(scan::ScanError::Version) => return Ok(Parsed::Unsupported),
+            Err(_) => return Err(ProxyError::BadRequest("malformed request line")),
         };
-        let mut req = httparse::Request::new(&mut []);
-        let len = match req.parse_with_uninit_headers(buf, headers) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => {
-                return if buf.len() > limits.max_header_bytes {
-                    Err(ProxyError::HeadersTooLarge)
-                } else {
-                    Ok(Parsed::Partial)
-                };
-            }
-            Err(httparse::Error::TooManyHeaders) => return Err(ProxyError::HeadersTooLarge),
-            Err(httparse::Error::Version) => return Ok(Parsed::Unsupported),
+        let len = match scan::fields(buf, line.end, &mut self.headers, limits.max_headers) {
+            Ok(Some(len)) => len,
+            Ok(None) => return self.partial(buf, limits),
+            Err(scan::ScanError::TooManyFields) => return Err(ProxyError::HeadersTooLarge),
             Err(_) => return Err(ProxyError::BadRequest("malformed request head")),
         };
         if len > limits.max_header_bytes {
             return Err(ProxyError::HeadersTooLarge);
         }
-        if req.headers.len() > limits.max_headers {
-            return Err(ProxyError::HeadersTooLarge);
-        }
-        let range = |s: &[u8]| range_in(buf, s);
-        let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
-            return Err(ProxyError::BadRequest("malformed request line"));
-        };
+        let target = &buf[line.target.clone()];
         if target.len() > limits.max_uri_bytes {
             return Err(ProxyError::UriTooLong);
         }
-        if !target.starts_with('/') || !target.is_ascii() || method == "CONNECT" {
+        let method = &buf[line.method.clone()];
+        if target[0] != b'/' || !target.is_ascii() || method == b"CONNECT" {
             return Ok(Parsed::Unsupported);
         }
         self.len = len;
-        self.method = range(method.as_bytes());
-        let t = range(target.as_bytes());
-        match target.bytes().position(|b| b == b'?') {
+        self.method = line.method;
+        let t = line.target;
+        match target.iter().position(|&b| b == b'?') {
             Some(q) => {
                 self.path = t.start..t.start + q;
                 self.query = Some(t.start + q + 1..t.end);
@@ -100,62 +83,58 @@ impl RequestHead {
                 self.query = None;
             }
         }
-        self.http10 = version == 0;
-        self.headers.clear();
+        self.http10 = line.http10;
         self.connection.clear();
         self.lists_more_hop_fields = false;
         self.content_length = None;
         self.chunked = false;
         self.upgrade = false;
         self.expect = false;
-        self.close = version == 0;
+        self.close = line.http10;
         self.host = None;
         let mut te_count = 0;
-        for h in req.headers.iter() {
-            let (n, v) = (range(h.name.as_bytes()), range(h.value));
-            let name = h.name.as_bytes();
+        for (n, v) in &self.headers {
+            let (name, value) = (&buf[n.clone()], &buf[v.clone()]);
             match name.len() {
-                4 if name.eq_ignore_ascii_case(b"host") => {
+                4 if scan::is_named(name, b"host") => {
                     if self.host.is_some() {
                         return Err(ProxyError::BadRequest("more than one Host header"));
                     }
                     // A host is ASCII (RFC 3986 §3.2.2; international names travel as punycode).
-                    if h.value.is_empty() || !h.value.is_ascii() {
+                    if value.is_empty() || !value.is_ascii() {
                         return Err(ProxyError::BadRequest("invalid Host header"));
                     }
                     self.host = Some(v.clone());
                 }
-                14 if name.eq_ignore_ascii_case(b"content-length") => {
-                    let n = digits_value(h.value).ok_or(ProxyError::BadRequest("invalid Content-Length"))?;
+                14 if scan::is_named(name, b"content-length") => {
+                    let n = digits_value(value).ok_or(ProxyError::BadRequest("invalid Content-Length"))?;
                     if self.content_length.is_some_and(|prev| prev != n) {
                         return Err(ProxyError::BadRequest("conflicting Content-Length headers"));
                     }
                     self.content_length = Some(n);
                 }
-                17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                17 if scan::is_named(name, b"transfer-encoding") => {
                     te_count += 1;
-                    if !h.value.eq_ignore_ascii_case(b"chunked") || te_count > 1 {
+                    if !value.eq_ignore_ascii_case(b"chunked") || te_count > 1 {
                         return Err(ProxyError::BadRequest("unsupported Transfer-Encoding"));
                     }
                     self.chunked = true;
                 }
-                10 if name.eq_ignore_ascii_case(b"connection") => {
-                    if has_token(h.value, b"close") {
+                10 if scan::is_named(name, b"connection") => {
+                    let tokens = ConnectionTokens::of(value);
+                    if tokens.close {
                         self.close = true;
-                    } else if has_token(h.value, b"keep-alive") && version == 0 {
+                    } else if tokens.keep_alive && line.http10 {
                         self.close = false;
                     }
-                    if has_token(h.value, b"upgrade") {
-                        self.upgrade = true;
-                    }
-                    self.lists_more_hop_fields |= names_other_fields(h.value);
+                    self.upgrade |= tokens.upgrade;
+                    self.lists_more_hop_fields |= tokens.other;
                     self.connection.push(v.clone());
                 }
-                7 if name.eq_ignore_ascii_case(b"upgrade") => self.upgrade = true,
-                6 if name.eq_ignore_ascii_case(b"expect") => self.expect = true,
+                7 if scan::is_named(name, b"upgrade") => self.upgrade = true,
+                6 if scan::is_named(name, b"expect") => self.expect = true,
                 _ => {}
             }
-            self.headers.push((n, v));
         }
         if self.chunked && self.content_length.is_some() {
             return Err(ProxyError::BadRequest("both Content-Length and Transfer-Encoding"));
@@ -169,20 +148,17 @@ impl RequestHead {
         Ok(Parsed::Complete)
     }
 
+    fn partial(&self, buf: &[u8], limits: &Limits) -> Result<Parsed, ProxyError> {
+        if buf.len() > limits.max_header_bytes {
+            Err(ProxyError::HeadersTooLarge)
+        } else {
+            Ok(Parsed::Partial)
+        }
+    }
+
     /// Is `name` (lower case) listed in a `Connection` header of this request?
     pub fn connection_lists(&self, buf: &[u8], name: &[u8]) -> bool {
         self.connection.iter().any(|r| has_token(&buf[r.clone()], name))
-    }
-}
-
-/// Where `part` (a slice httparse handed out) lies in `buf`. httparse returns slices of the
-/// buffer, except for constants such as an empty reason phrase: those get an empty range.
-fn range_in(buf: &[u8], part: &[u8]) -> Range<usize> {
-    let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
-    if part.is_empty() || start.checked_add(part.len()).is_none_or(|end| end > buf.len()) {
-        0..0
-    } else {
-        start..start + part.len()
     }
 }
 
@@ -219,14 +195,41 @@ fn digits_value(value: &[u8]) -> Option<u64> {
     })
 }
 
-/// Does a `Connection` value name header fields (anything but close, keep-alive, upgrade)?
-fn names_other_fields(value: &[u8]) -> bool {
-    value.split(|&b| b == b',').map(<[u8]>::trim_ascii).any(|t| {
-        !t.is_empty()
-            && !t.eq_ignore_ascii_case(b"close")
-            && !t.eq_ignore_ascii_case(b"keep-alive")
-            && !t.eq_ignore_ascii_case(b"upgrade")
-    })
+/// What a `Connection` value says, from one pass over its tokens.
+#[derive(Default)]
+struct ConnectionTokens {
+    close: bool,
+    keep_alive: bool,
+    upgrade: bool,
+    /// It names header fields (tokens other than close, keep-alive and upgrade).
+    other: bool,
+}
+
+impl ConnectionTokens {
+    fn of(value: &[u8]) -> ConnectionTokens {
+        let mut t = ConnectionTokens::default();
+        // The usual values, whole.
+        if scan::is_named(value, b"keep-alive") {
+            t.keep_alive = true;
+            return t;
+        }
+        if scan::is_named(value, b"close") {
+            t.close = true;
+            return t;
+        }
+        for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            if token.eq_ignore_ascii_case(b"keep-alive") {
+                t.keep_alive = true;
+            } else if token.eq_ignore_ascii_case(b"close") {
+                t.close = true;
+            } else if token.eq_ignore_ascii_case(b"upgrade") {
+                t.upgrade = true;
+            } else if !token.is_empty() {
+                t.other = true;
+            }
+        }
+        t
+    }
 }
 
 /// Case-insensitive search for `token` in a comma-separated header value.
@@ -244,7 +247,7 @@ pub struct RawRequest<'a> {
 
 impl<'a> RawRequest<'a> {
     fn str(&self, r: &Range<usize>) -> &'a str {
-        // Method and target were checked to be ASCII by httparse and `parse`.
+        // Method and target were checked to be ASCII by `parse`.
         ascii_str(&self.buf[r.clone()]).unwrap_or("")
     }
 }
@@ -301,54 +304,59 @@ pub enum ParsedResponse {
 
 impl ResponseHead {
     pub fn parse(&mut self, buf: &[u8]) -> Result<ParsedResponse, String> {
-        let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; STACK_HEADERS];
-        let mut resp = httparse::Response::new(&mut []);
-        let len =
-            match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, &mut headers) {
-                Ok(httparse::Status::Complete(n)) => n,
-                Ok(httparse::Status::Partial) if buf.len() > 64 * 1024 => return Err("response head too large".into()),
-                Ok(httparse::Status::Partial) => return Ok(ParsedResponse::Partial),
-                Err(e) => return Err(format!("invalid response head: {e}")),
-            };
-        let range = |s: &[u8]| range_in(buf, s);
+        let scanned = scan::status_line(buf).and_then(|line| match line {
+            Some(line) => {
+                Ok(scan::fields(buf, line.end, &mut self.headers, MAX_RESPONSE_FIELDS)?.map(|len| (line, len)))
+            }
+            None => Ok(None),
+        });
+        let (line, len) = match scanned {
+            Ok(Some(done)) => done,
+            Ok(None) if buf.len() > 64 * 1024 => return Err("response head too large".into()),
+            Ok(None) => return Ok(ParsedResponse::Partial),
+            Err(e) => return Err(format!("invalid response head: {e}")),
+        };
         self.len = len;
-        self.status = resp.code.unwrap_or(0);
-        self.reason = range(resp.reason.unwrap_or("").as_bytes());
-        self.http10 = resp.version == Some(0);
+        self.status = line.status;
+        self.reason = line.reason;
+        self.http10 = line.http10;
         self.close = self.http10;
-        self.headers.clear();
         self.connection.clear();
         self.lists_more_hop_fields = false;
         self.content_length = None;
         self.chunked = false;
-        for h in resp.headers.iter() {
-            let name = h.name.as_bytes();
-            let v = range(h.value);
-            if name.eq_ignore_ascii_case(b"content-length") {
-                // httparse has already trimmed SP and HTAB around the value; anything else
-                // around the digits (even Unicode spaces in obs-text) makes the length invalid.
-                let n = digits_value(h.value).ok_or_else(|| "invalid Content-Length in response".to_string())?;
-                if self.content_length.is_some_and(|p| p != n) {
-                    return Err("conflicting Content-Length in response".into());
+        for (n, v) in &self.headers {
+            let (name, value) = (&buf[n.clone()], &buf[v.clone()]);
+            match name.len() {
+                14 if scan::is_named(name, b"content-length") => {
+                    // SP and HTAB around the value are trimmed; anything else around the digits
+                    // (even Unicode spaces in obs-text) makes the length invalid.
+                    let n = digits_value(value).ok_or_else(|| "invalid Content-Length in response".to_string())?;
+                    if self.content_length.is_some_and(|p| p != n) {
+                        return Err("conflicting Content-Length in response".into());
+                    }
+                    self.content_length = Some(n);
                 }
-                self.content_length = Some(n);
-            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                // Framing is chunked when chunked is the last coding; the body is relayed as is.
-                let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(b"").trim_ascii();
-                self.chunked = last.eq_ignore_ascii_case(b"chunked");
-                if !self.chunked {
-                    self.close = true;
+                17 if scan::is_named(name, b"transfer-encoding") => {
+                    // Framing is chunked when chunked is the last coding; the body is relayed as is.
+                    let last = value.rsplit(|&b| b == b',').next().unwrap_or(b"").trim_ascii();
+                    self.chunked = last.eq_ignore_ascii_case(b"chunked");
+                    if !self.chunked {
+                        self.close = true;
+                    }
                 }
-            } else if name.eq_ignore_ascii_case(b"connection") {
-                if has_token(h.value, b"close") {
-                    self.close = true;
-                } else if self.http10 && has_token(h.value, b"keep-alive") {
-                    self.close = false;
+                10 if scan::is_named(name, b"connection") => {
+                    let tokens = ConnectionTokens::of(value);
+                    if tokens.close {
+                        self.close = true;
+                    } else if self.http10 && tokens.keep_alive {
+                        self.close = false;
+                    }
+                    self.lists_more_hop_fields |= tokens.other;
+                    self.connection.push(v.clone());
                 }
-                self.lists_more_hop_fields |= names_other_fields(h.value);
-                self.connection.push(v.clone());
+                _ => {}
             }
-            self.headers.push((range(name), v));
         }
         if self.chunked
             || self.close

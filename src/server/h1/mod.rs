@@ -1,11 +1,11 @@
 //! HTTP/1.1 fast path. For the common case — an HTTP/1.1 request routed to a plain HTTP/1.1
-//! upstream with only header-editing stages — the connection task parses the head with httparse
-//! into byte ranges, writes the upstream request straight from those bytes, and relays the
-//! response the same way, doing the upstream I/O itself (no per-request task hand-offs, no
-//! HeaderMap or Uri). Everything else (HTTP/2, upgrades, chunked or 100-continue requests,
-//! redirects, fixed responses, TLS or HTTP/2 upstreams, other stages) goes to the general hyper
-//! path: the connection is handed over with the bytes already read, before anything of that
-//! request was acted on.
+//! upstream with only header-editing stages — the connection task scans the head (`scan`,
+//! httparse's grammar) into byte ranges, writes the upstream request straight from those bytes,
+//! and relays the response the same way, doing the upstream I/O itself (no per-request task
+//! hand-offs, no HeaderMap or Uri). Everything else (HTTP/2, upgrades, chunked or 100-continue
+//! requests, redirects, fixed responses, TLS or HTTP/2 upstreams, other stages) goes to the
+//! general hyper path: the connection is handed over with the bytes already read, before
+//! anything of that request was acted on.
 
 mod exchange;
 mod forward;
@@ -17,7 +17,9 @@ mod hit;
 #[path = "hit_off.rs"]
 mod hit;
 mod relay;
+mod scan;
 mod splice;
+mod timer;
 mod write;
 
 pub(crate) use exchange::{routing_host, RequestId};
@@ -32,11 +34,10 @@ use crate::runtime::Runtime;
 use crate::snapshot::Snapshot;
 use bytes::{Buf, BytesMut};
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 /// How often an idle connection looks at the drain flag.
 /// Read buffer kept by a connection waiting for its next request (like nginx's 1k
@@ -59,7 +60,7 @@ pub(crate) struct Conn {
     trusted: bool,
     /// One timer per connection, re-armed only when it fires (not per request): it bounds idle
     /// time, head read time, and notices draining.
-    timer: Pin<Box<Sleep>>,
+    timer: timer::ConnTimer,
     last_active: Instant,
     /// Access log on: timings are measured only then (or when the balancer needs them).
     logging: bool,
@@ -69,6 +70,7 @@ pub(crate) struct Conn {
     idle_buffers_released: bool,
     /// For splicing long response bodies (made on first use, closed when idle).
     pipe: Option<splice::Pipe>,
+    forwarding: forward::ReusedForwarding,
 }
 
 impl Conn {
@@ -76,6 +78,7 @@ impl Conn {
         self.ubuf = BytesMut::new();
         self.wbuf = Vec::new();
         self.pipe = None;
+        self.forwarding = Default::default();
         if self.rbuf.capacity() > IDLE_READ_BUF {
             self.rbuf = BytesMut::new();
         }
@@ -112,12 +115,13 @@ where
         resp: ResponseHead::default(),
         client_ip: ip,
         trusted: info.listener.trusted_proxies.iter().any(|c| c.contains(ip)),
-        timer: Box::pin(tokio::time::sleep(DRAIN_CHECK)),
+        timer: timer::ConnTimer::new(DRAIN_CHECK),
         last_active: Instant::now(),
         logging: rt.access_log().is_some(),
         snap: rt.snapshot(),
         idle_buffers_released: false,
         pipe: None,
+        forwarding: Default::default(),
     };
     loop {
         match read_head(&mut io, &mut c, &info, &drain).await {
@@ -181,7 +185,7 @@ async fn read_head<T: ClientStream>(io: &mut T, c: &mut Conn, info: &ConnInfo, d
         let read = tokio::select! {
             biased;
             r = read_some(io, &mut c.rbuf, lazy) => r,
-            _ = &mut c.timer => {
+            _ = c.timer.expired() => {
                 let now = Instant::now();
                 if c.rbuf.is_empty() && drain.is_draining() {
                     return HeadRead::Closed;
@@ -198,7 +202,7 @@ async fn read_head<T: ClientStream>(io: &mut T, c: &mut Conn, info: &ConnInfo, d
                 if now >= deadline {
                     return HeadRead::Closed;
                 }
-                c.timer.as_mut().reset(deadline.min(now + DRAIN_CHECK));
+                c.timer.reset(deadline.min(now + DRAIN_CHECK));
                 continue;
             }
         };

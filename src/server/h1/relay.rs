@@ -18,23 +18,23 @@ const COPY_WITH_HEAD: usize = 4 * 1024;
 pub(super) async fn read_until<R: AsyncRead + Unpin>(
     r: &mut R,
     buf: &mut bytes::BytesMut,
-    timer: &mut std::pin::Pin<Box<tokio::time::Sleep>>,
+    timer: &mut super::timer::ConnTimer,
     deadline: Instant,
 ) -> Option<std::io::Result<usize>> {
     let deadline = tokio::time::Instant::from_std(deadline);
     if timer.deadline() > deadline {
-        timer.as_mut().reset(deadline);
+        timer.reset(deadline);
     }
     loop {
         tokio::select! {
             biased;
             n = r.read_buf(buf) => return Some(n),
-            _ = timer.as_mut() => {
+            _ = timer.expired() => {
                 let now = tokio::time::Instant::now();
                 if now >= deadline {
                     return None;
                 }
-                timer.as_mut().reset(deadline.min(now + super::DRAIN_CHECK));
+                timer.reset(deadline.min(now + super::DRAIN_CHECK));
             }
         }
     }
