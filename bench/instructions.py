@@ -25,6 +25,25 @@ ORIGINS = (29701, 29702)
 LISTEN, LISTEN_H2 = 29711, 29712
 
 
+def count(pid, dump_glob, load_cmd, requests):
+    """Zeroes the counters of the callgrind process `pid`, runs `load_cmd` (h2load sending
+    `requests` requests), dumps the counters: (instructions per request, the new dump files)."""
+    subprocess.run(["callgrind_control", "-z", str(pid)], capture_output=True, check=True)
+    done = subprocess.run(load_cmd, capture_output=True, text=True).stdout
+    m = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", done)
+    if not m or int(m.group(1)) != requests:
+        sys.exit(f"the load did not complete: {done[-400:]}")
+    before = set(glob.glob(dump_glob))
+    subprocess.run(["callgrind_control", "-d", str(pid)], capture_output=True, check=True)
+    dumps = sorted(set(glob.glob(dump_glob)) - before, key=os.path.getmtime)
+    if not dumps:
+        sys.exit("callgrind wrote no dump")
+    total = 0
+    for dump in dumps:
+        total += next(int(line.split()[1]) for line in open(dump) if line.startswith(("summary:", "totals:")))
+    return total / requests, dumps
+
+
 def own_costs(dump, requests, top):
     """The `top` functions by instructions of their own, per request."""
     out = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", "--auto=no", dump],
@@ -82,23 +101,13 @@ http {{ access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
         else:
             load = ["h2load", "--h1", "-c", str(args.conns), f"http://127.0.0.1:{LISTEN}{args.path}"]
         subprocess.run(load[:1] + ["-n", "2000"] + load[1:], capture_output=True, check=True)
-        subprocess.run(["callgrind_control", "-z", str(proxy.pid)], capture_output=True, check=True)
-        done = subprocess.run(load[:1] + ["-n", str(args.requests)] + load[1:], capture_output=True, text=True)
-        m = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", done.stdout)
-        if not m or int(m.group(1)) != args.requests:
-            sys.exit(f"the load did not complete: {done.stdout[-400:]}")
-        before = set(glob.glob(f"{work}/callgrind.*"))
-        subprocess.run(["callgrind_control", "-d", str(proxy.pid)], capture_output=True, check=True)
-        dumps = sorted(set(glob.glob(f"{work}/callgrind.*")) - before)
-        if len(dumps) != 1:
-            sys.exit(f"expected one callgrind dump, found {dumps}")
-        total = next(int(line.split()[1]) for line in open(dumps[0])
-                     if line.startswith(("summary:", "totals:")))
+        per_request, dumps = count(proxy.pid, f"{work}/callgrind.*", load[:1] + ["-n", str(args.requests)] + load[1:],
+                                   args.requests)
         proto = "h2c" if args.h2c else "HTTP/1.1"
-        print(f"{total / args.requests:,.0f} instructions per request "
+        print(f"{per_request:,.0f} instructions per request "
               f"({args.requests:,} {proto} requests of {args.path}, {args.conns} connections)")
-        for per_request, name in own_costs(dumps[0], args.requests, args.top):
-            print(f"{per_request:8,.0f}  {name[:140]}")
+        for own, name in own_costs(dumps[0], args.requests, args.top):
+            print(f"{own:8,.0f}  {name[:140]}")
     finally:
         stop_all(procs)
         shutil.rmtree(work, ignore_errors=True)

@@ -16,10 +16,11 @@ Usage:
   bench/stage_cost.py --full target/release/frontdesk --lean /tmp/lean-target/release/frontdesk
 Needs nginx, wrk, h2load, valgrind (callgrind_control), taskset.
 """
-import argparse, glob, os, re, shutil, subprocess, sys, tempfile, time
+import argparse, os, re, shutil, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cpu_split import HERE, cpu, render, split_cpus, stop_all, wait_port  # noqa: E402
+from instructions import count  # noqa: E402
 
 
 def callgrind_ir(binary, config, work, tag, load_cmds, warm_cmd):
@@ -32,21 +33,8 @@ def callgrind_ir(binary, config, work, tag, load_cmds, warm_cmd):
         subprocess.run(warm_cmd, capture_output=True)
         results = []
         for name, cmd, n in load_cmds:
-            subprocess.run(["callgrind_control", "-z", str(p.pid)], capture_output=True, check=True)
-            done = subprocess.run(cmd, capture_output=True, text=True).stdout
-            m = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded", done)
-            if not m or int(m.group(3)) != n:
-                sys.exit(f"{tag} {name}: load did not complete: {done[-400:]}")
-            before = set(glob.glob(f"{work}/callgrind.{tag}.*"))
-            subprocess.run(["callgrind_control", "-d", str(p.pid)], capture_output=True, check=True)
-            dumps = sorted(set(glob.glob(f"{work}/callgrind.{tag}.*")) - before, key=os.path.getmtime)
-            total = 0
-            for d in dumps:
-                for line in open(d):
-                    if line.startswith("summary:") or line.startswith("totals:"):
-                        total += int(line.split()[1])
-                        break
-            results.append((name, total / n))
+            per_request, _ = count(p.pid, f"{work}/callgrind.{tag}.*", cmd, n)
+            results.append((name, per_request))
         return results
     finally:
         stop_all([p])

@@ -206,24 +206,14 @@ async fn forwarded_headers_and_request_id() {
 async fn forwarding_fields_follow_the_host_on_one_connection() {
     let origin = Origin::named("a").await;
     let p = proxy(&one_upstream(&servers(&[&origin]), "")).await;
-    let stream = tokio::net::TcpStream::connect(p.addr(0)).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut c = H1::connect(p.addr(0)).await;
     for (host, forwarded) in [
         ("a.test", "for=127.0.0.1;proto=http;host=a.test"),
         ("b.test:8080", "for=127.0.0.1;proto=http;host=\"b.test:8080\""),
         ("b.test:8080", "for=127.0.0.1;proto=http;host=\"b.test:8080\""),
         ("a.test", "for=127.0.0.1;proto=http;host=a.test"),
     ] {
-        let req = Request::get("/")
-            .header("host", host)
-            .body(Full::<Bytes>::default())
-            .unwrap();
-        let resp = sender.send_request(req).await.unwrap();
-        assert_eq!(resp.status(), 200);
-        http_body_util::BodyExt::collect(resp.into_body()).await.unwrap();
+        assert_eq!(c.get(host, "/").await.status, 200);
         let seen = origin.last_seen();
         assert_eq!(seen.headers.get("x-forwarded-host").unwrap(), host);
         assert_eq!(seen.headers.get("forwarded").unwrap(), forwarded);

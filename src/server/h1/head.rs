@@ -49,13 +49,13 @@ impl RequestHead {
         }
         let line = match scan::request_line(buf) {
             Ok(Some(line)) => line,
-            Ok(None) => return self.partial(buf, limits),
+            Ok(None) => return partial(buf, limits),
             Err(scan::ScanError::Version) => return Ok(Parsed::Unsupported),
             Err(_) => return Err(ProxyError::BadRequest("malformed request line")),
         };
         let len = match scan::fields(buf, line.end, &mut self.headers, limits.max_headers) {
             Ok(Some(len)) => len,
-            Ok(None) => return self.partial(buf, limits),
+            Ok(None) => return partial(buf, limits),
             Err(scan::ScanError::TooManyFields) => return Err(ProxyError::HeadersTooLarge),
             Err(_) => return Err(ProxyError::BadRequest("malformed request head")),
         };
@@ -67,7 +67,7 @@ impl RequestHead {
             return Err(ProxyError::UriTooLong);
         }
         let method = &buf[line.method.clone()];
-        if target[0] != b'/' || !target.is_ascii() || method == b"CONNECT" {
+        if target[0] != b'/' || !line.target_ascii || method == b"CONNECT" {
             return Ok(Parsed::Unsupported);
         }
         self.len = len;
@@ -148,17 +148,18 @@ impl RequestHead {
         Ok(Parsed::Complete)
     }
 
-    fn partial(&self, buf: &[u8], limits: &Limits) -> Result<Parsed, ProxyError> {
-        if buf.len() > limits.max_header_bytes {
-            Err(ProxyError::HeadersTooLarge)
-        } else {
-            Ok(Parsed::Partial)
-        }
-    }
-
     /// Is `name` (lower case) listed in a `Connection` header of this request?
     pub fn connection_lists(&self, buf: &[u8], name: &[u8]) -> bool {
         self.connection.iter().any(|r| has_token(&buf[r.clone()], name))
+    }
+}
+
+/// An incomplete request head: wait for more unless it is already over the limit.
+fn partial(buf: &[u8], limits: &Limits) -> Result<Parsed, ProxyError> {
+    if buf.len() > limits.max_header_bytes {
+        Err(ProxyError::HeadersTooLarge)
+    } else {
+        Ok(Parsed::Partial)
     }
 }
 
@@ -195,7 +196,7 @@ fn digits_value(value: &[u8]) -> Option<u64> {
     })
 }
 
-/// What a `Connection` value says, from one pass over its tokens.
+/// What a `Connection` value of a scanned field line says, from one pass over its tokens.
 #[derive(Default)]
 struct ConnectionTokens {
     close: bool,
@@ -218,11 +219,11 @@ impl ConnectionTokens {
             return t;
         }
         for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-            if token.eq_ignore_ascii_case(b"keep-alive") {
+            if scan::is_named(token, b"keep-alive") {
                 t.keep_alive = true;
-            } else if token.eq_ignore_ascii_case(b"close") {
+            } else if scan::is_named(token, b"close") {
                 t.close = true;
-            } else if token.eq_ignore_ascii_case(b"upgrade") {
+            } else if scan::is_named(token, b"upgrade") {
                 t.upgrade = true;
             } else if !token.is_empty() {
                 t.other = true;

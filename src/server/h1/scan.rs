@@ -42,6 +42,7 @@ pub type Scan<T> = Result<Option<T>, ScanError>;
 pub struct RequestLine {
     pub method: Range<usize>,
     pub target: Range<usize>,
+    pub target_ascii: bool,
     pub http10: bool,
     /// Where the field lines start.
     pub end: usize,
@@ -184,7 +185,8 @@ pub fn request_line(buf: &[u8]) -> Scan<RequestLine> {
         Some(_) => return Err(ScanError::Malformed("invalid request target")),
     }
     let target = &buf[target_start..target_end];
-    if !target.is_ascii() && std::str::from_utf8(target).is_err() {
+    let target_ascii = target.is_ascii();
+    if !target_ascii && std::str::from_utf8(target).is_err() {
         return Err(ScanError::Malformed("request target is not UTF-8"));
     }
     let Some(http10) = version(buf, target_end + 1)? else {
@@ -196,6 +198,7 @@ pub fn request_line(buf: &[u8]) -> Scan<RequestLine> {
     Ok(Some(RequestLine {
         method: start..method_end,
         target: target_start..target_end,
+        target_ascii,
         http10,
         end,
     }))

@@ -25,6 +25,23 @@ fn pairs(fields: &[Field]) -> Vec<(usize, usize, usize, usize)> {
     fields.iter().map(|(n, v)| (n.start, n.end, v.start, v.end)).collect()
 }
 
+/// httparse's fields as offsets; an empty value as (0, 0), since httparse hands it out as a
+/// slice that may point anywhere.
+fn their_fields(buf: &[u8], headers: &[httparse::Header]) -> Vec<(usize, usize, usize, usize)> {
+    headers
+        .iter()
+        .map(|h| {
+            let (a, b) = offset(buf, h.name.as_bytes());
+            let (c, d) = if h.value.is_empty() {
+                (0, 0)
+            } else {
+                offset(buf, h.value)
+            };
+            (a, b, c, d)
+        })
+        .collect()
+}
+
 fn theirs_request(buf: &[u8]) -> Verdict {
     let mut headers = [httparse::EMPTY_HEADER; MAX];
     let mut req = httparse::Request::new(&mut headers);
@@ -36,19 +53,7 @@ fn theirs_request(buf: &[u8]) -> Verdict {
             ],
             req.version == Some(0),
             0,
-            req.headers
-                .iter()
-                .map(|h| {
-                    let (a, b) = offset(buf, h.name.as_bytes());
-                    // httparse hands out an empty value as a slice that may point anywhere.
-                    let (c, d) = if h.value.is_empty() {
-                        (0, 0)
-                    } else {
-                        offset(buf, h.value)
-                    };
-                    (a, b, c, d)
-                })
-                .collect(),
+            their_fields(buf, req.headers),
             n,
         ),
         Ok(httparse::Status::Partial) => Verdict::Partial,
@@ -109,18 +114,7 @@ fn theirs_response(buf: &[u8]) -> Verdict {
                 }],
                 resp.version == Some(0),
                 resp.code.unwrap(),
-                resp.headers
-                    .iter()
-                    .map(|h| {
-                        let (a, b) = offset(buf, h.name.as_bytes());
-                        let (c, d) = if h.value.is_empty() {
-                            (0, 0)
-                        } else {
-                            offset(buf, h.value)
-                        };
-                        (a, b, c, d)
-                    })
-                    .collect(),
+                their_fields(buf, resp.headers),
                 n,
             )
         }
