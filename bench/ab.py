@@ -79,6 +79,7 @@ def main():
     args = ap.parse_args()
     proxy_cpu, load_cpus = split_cpus()
     work = tempfile.mkdtemp(prefix="ab-")
+    os.chmod(work, 0o755)  # run as root, the origin's nginx workers drop to nobody and must read the files
     procs = []
 
     def start(cmd, cpus):
@@ -116,7 +117,7 @@ def main():
                 n = int(re.search(r"(\d+) requests in", out).group(1))
                 errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
                 if errors:
-                    print(f"warning: round {rnd + 1} {tag}: {errors.group(0)}", file=sys.stderr)
+                    sys.exit(f"round {rnd + 1} {tag}: {errors.group(0)}")
                 u, s = u1 - u0, s1 - s0
                 rows[tag].append(dict(rps=n / args.seconds, per_cpu=n / (u + s), user=u / n * 1e6, kernel=s / n * 1e6,
                                       sleeps=(c1 - c0) / n))

@@ -99,6 +99,7 @@ def main():
     args = ap.parse_args()
     proxy_cpu, load_cpus = split_cpus()
     work = tempfile.mkdtemp(prefix="cpusplit-")
+    os.chmod(work, 0o755)  # run as root, the origin's nginx workers drop to nobody and must read the files
     procs = []
 
     def start(cmd, cpus, **kw):
@@ -141,6 +142,9 @@ http {{ access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
                                          capture_output=True, text=True).stdout
                     u1, s1 = cpu(pid)
                     reqs = int(re.search(r"(\d+) requests in", out).group(1))
+                    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+                    if errors:
+                        sys.exit(f"{name} {path}: {errors.group(0)}")
                     results.setdefault((path, name), []).append(((u1 - u0) / reqs * 1e6, (s1 - s0) / reqs * 1e6, reqs / args.duration))
         print(f"| path | target | req/s | user µs/req | kernel µs/req | total µs/req | user vs nginx | total vs nginx |")
         print("|---|---|---:|---:|---:|---:|---:|---:|")
