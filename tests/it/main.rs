@@ -21,6 +21,7 @@ mod fastpath;
 mod files;
 mod forwarding;
 mod h2;
+mod h2_random;
 mod health;
 mod interim;
 mod limits;

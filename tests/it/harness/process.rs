@@ -80,6 +80,11 @@ impl Process {
         panic!("frontdesk never printed {needle:?}; it printed meanwhile: {other:#?}");
     }
 
+    /// The next line printed, if one comes within `wait`.
+    pub fn next_line(&mut self, wait: Duration) -> Option<String> {
+        self.lines.recv_timeout(wait).ok()
+    }
+
     pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([sig, &self.child.id().to_string()])
