@@ -5,35 +5,10 @@
 //! other sequences (20 seeds were run when this was written).
 
 use crate::harness::process::Process;
+use crate::harness::random::{fixed_and_origin_config, panics, play_all, Rng, Script};
 use crate::harness::*;
 use http::Request;
 use http_body_util::Full;
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// xorshift64*: a fixed seed gives the same frames on every run, so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
-
-    fn bytes(&mut self, max: usize) -> Vec<u8> {
-        (0..self.below(max + 1)).map(|_| self.next() as u8).collect()
-    }
-}
 
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len() as u32;
@@ -189,16 +164,9 @@ fn preface() -> Vec<u8> {
     out
 }
 
-/// A connection's bytes, and for a well-formed one how many streams it opened (each must be
-/// answered before the client closes) and how many of them are for the origin.
-struct Script {
-    bytes: Vec<u8>,
-    streams: Option<usize>,
-    to_origin: usize,
-}
-
 /// A well-formed conversation: requests (each ending its stream) among connection-level frames.
-fn well_formed(r: &mut Rng) -> Script {
+/// Also how many of its requests are for the origin.
+fn well_formed(r: &mut Rng) -> (Script, usize) {
     let mut bytes = preface();
     let mut c = Conversation::default();
     let (mut streams, mut to_origin) = (0, 0);
@@ -216,11 +184,18 @@ fn well_formed(r: &mut Rng) -> Script {
             _ => bytes.extend(frame(2, 0, c.last_stream.max(1), &[0, 0, 0, 0, 15])),
         }
     }
-    Script {
+    let answered = move |got: &[u8]| {
+        let (ended, goaway) = ended_streams(got);
+        if goaway {
+            return Err(format!("GOAWAY after {} of {streams} streams", ended.len()));
+        }
+        Ok(ended.len() >= streams)
+    };
+    let script = Script {
         bytes,
-        streams: Some(streams),
-        to_origin,
-    }
+        answered: Some(Box::new(answered)),
+    };
+    (script, to_origin)
 }
 
 /// A conversation that goes wrong: valid frames mixed with random and malformed ones.
@@ -238,11 +213,7 @@ fn hostile(r: &mut Rng) -> Script {
             bytes.extend(random_frame(r));
         }
     }
-    Script {
-        bytes,
-        streams: None,
-        to_origin: 0,
-    }
+    Script { bytes, answered: None }
 }
 
 /// Streams the server ended (END_STREAM on HEADERS or DATA, or RST_STREAM) in `buf`, and
@@ -265,95 +236,27 @@ fn ended_streams(buf: &[u8]) -> (std::collections::HashSet<u32>, bool) {
     (ended, goaway)
 }
 
-/// Plays `script`: for a well-formed one, waits until every stream is answered; then closes the
-/// write side and reads until the server closes. Every wait is bounded by `limit`.
-async fn play(addr: std::net::SocketAddr, script: Script, limit: Duration) -> Result<(), String> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    // The server may close before taking everything (a connection error): not a failure.
-    let _ = s.write_all(&script.bytes).await;
-    let mut got = Vec::new();
-    let mut chunk = [0u8; 16384];
-    if let Some(streams) = script.streams {
-        let answered = tokio::time::timeout(limit, async {
-            loop {
-                let (ended, goaway) = ended_streams(&got);
-                if ended.len() >= streams || goaway {
-                    return (ended.len(), goaway);
-                }
-                match s.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return (ended.len(), goaway),
-                    Ok(n) => got.extend_from_slice(&chunk[..n]),
-                }
-            }
-        })
-        .await;
-        match answered {
-            Ok((n, false)) if n == streams => {}
-            Ok((n, goaway)) => return Err(format!("{n} of {streams} streams answered (goaway: {goaway})")),
-            Err(_) => return Err(format!("{streams} streams not all answered in {limit:?}")),
-        }
-    }
-    let _ = s.shutdown().await;
-    tokio::time::timeout(limit, async {
-        loop {
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await
-    .map_err(|_| format!("still open {limit:?} after the client closed"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_frames_neither_panic_nor_hold_connections_nor_stop_service() {
     let origin = Origin::named("o").await;
-    let dir = crate::harness::tls::temp_dir("h2-random");
-    let path = dir.join("frontdesk.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[log]\naccess = \"off\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\n\
-             [upstream.app]\nservers = [\"{}\"]\n[[route]]\nmatch = {{ path = \"/fixed\" }}\n\
-             respond = {{ status = 200, body = \"fixed\" }}\n[[route]]\nupstream = \"app\"\n",
-            origin.addr
-        ),
-    )
-    .unwrap();
-    let (mut proc, addr) = Process::start(&path);
+    let (mut proc, addr) = Process::start(&fixed_and_origin_config("h2-random", origin.addr));
     let addr: std::net::SocketAddr = addr.parse().unwrap();
 
-    // FRONTDESK_H2_SEED replays or explores other sequences.
-    let seed = std::env::var("FRONTDESK_H2_SEED")
-        .ok()
-        .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
-        .unwrap_or(0x5eed_f00d);
+    let seed = Rng::seed("FRONTDESK_H2_SEED", 0x5eed_f00d);
     let mut r = Rng(seed);
+    let mut to_origin = 0;
     let scripts: Vec<Script> = (0..300)
         .map(|i| {
             if i % 3 == 0 {
-                well_formed(&mut r)
+                let (script, n) = well_formed(&mut r);
+                to_origin += n;
+                script
             } else {
                 hostile(&mut r)
             }
         })
         .collect();
-    let to_origin: usize = scripts.iter().map(|s| s.to_origin).sum();
-    let mut failures = Vec::new();
-    let mut scripts = scripts.into_iter().enumerate().peekable();
-    while scripts.peek().is_some() {
-        let batch: Vec<_> = scripts
-            .by_ref()
-            .take(24)
-            .map(|(i, script)| (i, tokio::spawn(play(addr, script, Duration::from_secs(10)))))
-            .collect();
-        for (i, task) in batch {
-            if let Err(e) = task.await.unwrap() {
-                failures.push(format!("connection {i}: {e}"));
-            }
-        }
-    }
+    let failures = play_all(addr, scripts).await;
 
     // Still serving, over both protocols.
     let answer = h2c(
@@ -364,17 +267,11 @@ async fn random_frames_neither_panic_nor_hold_connections_nor_stop_service() {
     assert_eq!(answer.status, 200);
     assert_eq!(answer.body, "o");
     assert_eq!(get(addr, "/fixed").await.body, "fixed");
-
-    let mut printed = Vec::new();
-    while let Some(line) = proc.next_line(Duration::from_millis(300)) {
-        printed.push(line);
-    }
-    let panics: Vec<&String> = printed.iter().filter(|l| l.contains("panicked")).collect();
+    let panics = panics(&mut proc);
     assert!(panics.is_empty(), "seed {seed:#x}: the proxy panicked: {panics:#?}");
     assert!(failures.is_empty(), "seed {seed:#x}: {failures:#?}");
-    assert!(proc.child.try_wait().unwrap().is_none(), "the process exited");
     // Every well-formed request for the origin reached it (the hostile connections may add
-    // some of their own), and the origin saw nothing else: hyper's parser accepted each one.
+    // some of their own).
     let reached = origin.requests.load(std::sync::atomic::Ordering::SeqCst);
     assert!(
         reached >= to_origin,

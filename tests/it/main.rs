@@ -20,6 +20,7 @@ mod fastpath;
 #[cfg(feature = "acceleration")]
 mod files;
 mod forwarding;
+mod h1_random;
 mod h2;
 mod h2_random;
 mod health;

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod origin;
 pub mod process;
+pub mod random;
 pub mod tls;
 
 use frontdesk::config::Source;

@@ -1,0 +1,145 @@
+//! Seeded random conversations with the real binary, for the robustness tests: a small PRNG,
+//! a driver that plays one connection's bytes, and a runner that plays many and checks that the
+//! process neither panicked nor stopped.
+
+use super::process::Process;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// xorshift64*: a fixed seed gives the same bytes on every run, so a failure can be replayed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The seed from environment variable `var` (hex), or `default`.
+    pub fn seed(var: &str, default: u64) -> u64 {
+        std::env::var(var)
+            .ok()
+            .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+            .unwrap_or(default)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
+    }
+
+    pub fn bytes(&mut self, max: usize) -> Vec<u8> {
+        (0..self.below(max + 1)).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// A check of what came back on a connection: every request answered (`Ok(true)`), not yet
+/// (`Ok(false)`), or never will be (`Err`).
+pub type Answered = Box<dyn Fn(&[u8]) -> Result<bool, String> + Send + Sync>;
+
+/// One connection: what the client sends, and for a well-formed conversation when it is done.
+pub struct Script {
+    pub bytes: Vec<u8>,
+    pub answered: Option<Answered>,
+}
+
+/// Plays `script`: sends its bytes, waits until `answered` holds (when there is one), then
+/// closes the write side and reads until the server closes. Every wait is bounded by `limit`.
+pub async fn play(addr: SocketAddr, script: Script, limit: Duration) -> Result<(), String> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    // The server may close before taking everything (it refused the input): not a failure.
+    let _ = s.write_all(&script.bytes).await;
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 16384];
+    if let Some(answered) = &script.answered {
+        let waited = tokio::time::timeout(limit, async {
+            loop {
+                if answered(&got)? {
+                    return Ok(());
+                }
+                match s.read(&mut chunk).await {
+                    Ok(0) | Err(_) => {
+                        return match answered(&got)? {
+                            true => Ok(()),
+                            false => Err("closed before answering all".to_string()),
+                        }
+                    }
+                    Ok(n) => got.extend_from_slice(&chunk[..n]),
+                }
+            }
+        })
+        .await;
+        match waited {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("{e}; got {:?}", String::from_utf8_lossy(&got))),
+            Err(_) => {
+                return Err(format!(
+                    "not all answered in {limit:?}; got {:?}",
+                    String::from_utf8_lossy(&got)
+                ))
+            }
+        }
+    }
+    let _ = s.shutdown().await;
+    tokio::time::timeout(limit, async {
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .map_err(|_| format!("still open {limit:?} after the client closed"))
+}
+
+/// Plays every script, 24 connections at a time, each bounded by 10 s. Returns the failures.
+pub async fn play_all(addr: SocketAddr, scripts: Vec<Script>) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut scripts = scripts.into_iter().enumerate().peekable();
+    while scripts.peek().is_some() {
+        let batch: Vec<_> = scripts
+            .by_ref()
+            .take(24)
+            .map(|(i, script)| (i, tokio::spawn(play(addr, script, Duration::from_secs(10)))))
+            .collect();
+        for (i, task) in batch {
+            if let Err(e) = task.await.unwrap() {
+                failures.push(format!("connection {i}: {e}"));
+            }
+        }
+    }
+    failures
+}
+
+/// The panic reports the process has printed, and whether it is still running.
+pub fn panics(proc: &mut Process) -> Vec<String> {
+    assert!(proc.child.try_wait().unwrap().is_none(), "the process exited");
+    let mut printed = Vec::new();
+    while let Some(line) = proc.next_line(Duration::from_millis(300)) {
+        printed.push(line);
+    }
+    printed.into_iter().filter(|l| l.contains("panicked")).collect()
+}
+
+/// Writes a config file for `Process::start`: one plain listener, `/fixed` answered by the
+/// proxy itself, everything else proxied to `origin`.
+pub fn fixed_and_origin_config(tag: &str, origin: SocketAddr) -> std::path::PathBuf {
+    let path = super::tls::temp_dir(tag).join("frontdesk.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[log]\naccess = \"off\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\n[upstream.app]\nservers = [\"{origin}\"]\n\
+             [[route]]\nmatch = {{ path = \"/fixed\" }}\nrespond = {{ status = 200, body = \"fixed\" }}\n\
+             [[route]]\nupstream = \"app\"\n"
+        ),
+    )
+    .unwrap();
+    path
+}
