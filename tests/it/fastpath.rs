@@ -328,3 +328,43 @@ async fn bytes_after_a_spliced_body_retire_the_backend_connection() {
         "the socket with bytes after the body was not pooled"
     );
 }
+
+#[tokio::test]
+async fn an_answer_the_backend_gives_before_the_whole_body_is_relayed() {
+    // The origin answers as soon as it has the head, then closes without reading the body (a
+    // backend refusing an upload early, RFC 9112 §9.6); the client is still sending it.
+    let origin = RawOrigin::start(
+        b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\n\r\ntoo long",
+        true,
+    )
+    .await;
+    let p = proxy(&config(origin.addr)).await;
+    let s = tokio::net::TcpStream::connect(p.addr(0)).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let body = 200 * 1000;
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let head = format!("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {body}\r\n\r\n");
+        wr.write_all(head.as_bytes()).await.unwrap();
+        // Slowly, as over a real network, so that the proxy is still streaming it upstream.
+        for _ in 0..200 {
+            if wr.write_all(&[b'a'; 1000]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        wr
+    });
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(15), async {
+        use tokio::io::AsyncReadExt;
+        let _ = rd.read_to_end(&mut got).await;
+    })
+    .await;
+    assert!(read.is_ok(), "the proxy did not close the connection");
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 413"), "{got}");
+    assert!(got.ends_with("too long"), "{got}");
+    drop(writer.await.unwrap());
+}

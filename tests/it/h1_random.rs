@@ -5,7 +5,7 @@
 //! the proxy must still serve. `FRONTDESK_H1_SEED=<hex>` replays or explores other sequences.
 
 use crate::harness::process::Process;
-use crate::harness::random::{fixed_and_origin_config, panics, play_all, Rng, Script};
+use crate::harness::random::{fixed_and_origin_config, panics, play_all, reading_origin, Rng, Script};
 use crate::harness::*;
 
 /// Well-formed requests: true when the origin answers it (not the proxy's `/fixed` route).
@@ -111,7 +111,7 @@ fn hostile(r: &mut Rng) -> Script {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_requests_neither_panic_nor_hold_connections_nor_stop_service() {
-    let origin = Origin::named("o").await;
+    let origin = reading_origin().await;
     let (mut proc, addr) = Process::start(&fixed_and_origin_config("h1-random", origin.addr));
     let addr: std::net::SocketAddr = addr.parse().unwrap();
 

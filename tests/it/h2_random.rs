@@ -5,7 +5,7 @@
 //! other sequences (20 seeds were run when this was written).
 
 use crate::harness::process::Process;
-use crate::harness::random::{fixed_and_origin_config, panics, play_all, Rng, Script};
+use crate::harness::random::{fixed_and_origin_config, panics, play_all, reading_origin, Rng, Script};
 use crate::harness::*;
 use http::Request;
 use http_body_util::Full;
@@ -238,7 +238,7 @@ fn ended_streams(buf: &[u8]) -> (std::collections::HashSet<u32>, bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_frames_neither_panic_nor_hold_connections_nor_stop_service() {
-    let origin = Origin::named("o").await;
+    let origin = reading_origin().await;
     let (mut proc, addr) = Process::start(&fixed_and_origin_config("h2-random", origin.addr));
     let addr: std::net::SocketAddr = addr.parse().unwrap();
 

@@ -279,6 +279,14 @@ enum AttemptError {
     Client,
 }
 
+/// A backend's answer whose head has been read into `c.resp`.
+struct Answered {
+    stream: TcpStream,
+    /// The backend answered before taking the whole request body: the rest of it is still on
+    /// the client connection, and the backend connection cannot be reused.
+    body_cut: bool,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn proxy<T>(
     io: &mut T,
@@ -328,7 +336,7 @@ where
         let inflight = InflightGuard::when(tracks_load, &backend);
         let sent_at = Instant::now();
         match attempt_exchange(io, c, up, &backend, streamed_body, idempotent, sent_at).await {
-            Ok(stream) => {
+            Ok(Answered { stream, body_cut }) => {
                 let upstream_time = (tracks_load || c.logging).then(|| sent_at.elapsed());
                 let status = c.resp.status;
                 if status >= 500 {
@@ -351,7 +359,7 @@ where
                 .await;
                 let done = Instant::now();
                 c.last_active = done.into();
-                if let Some(stream) = reusable {
+                if let Some(stream) = reusable.filter(|_| !body_cut) {
                     backend.pool.put_raw(stream, up.pool.max_idle, done);
                 }
                 drop(inflight);
@@ -362,7 +370,9 @@ where
                     upstream: Some(backend.addr.clone()),
                     upstream_time,
                     error: None,
-                    next: if close || !complete {
+                    next: if body_cut {
+                        Next::Linger
+                    } else if close || !complete {
                         Next::Close
                     } else {
                         Next::KeepAlive { consumed }
@@ -426,7 +436,7 @@ async fn failed<T: super::ClientStream>(
     tracing::warn!(reason = %e, "request failed");
     let mut o = refuse(io, c, e, id_name, id, if body_unread { usize::MAX } else { consumed }).await;
     if body_unread {
-        o.next = Next::Close;
+        o.next = Next::Linger;
     }
     o.upstream = upstream;
     o
@@ -447,7 +457,7 @@ async fn attempt_exchange<T>(
     streamed_body: usize,
     idempotent: bool,
     now: Instant,
-) -> Result<TcpStream, AttemptError>
+) -> Result<Answered, AttemptError>
 where
     T: super::ClientStream,
 {
@@ -471,6 +481,9 @@ where
         }
     };
     stream.write_all(&c.wbuf).await.map_err(|e| on_send_error(reused, e))?;
+    // A backend may answer before it has read the whole body and then close (RFC 9112 §9.6
+    // lets it): the send fails, but its answer may be waiting. It is relayed if it is there.
+    let mut body_cut = None;
     if streamed_body > 0 {
         // The rest of the body comes straight from the client socket.
         let mut left = streamed_body;
@@ -481,13 +494,17 @@ where
             if n == 0 {
                 return Err(AttemptError::Client);
             }
-            stream
-                .write_all(&chunk[..n])
-                .await
-                .map_err(|e| on_send_error(false, e))?;
+            if let Err(e) = stream.write_all(&chunk[..n]).await {
+                body_cut = Some(e);
+                break;
+            }
             left -= n;
         }
     }
+    let send_failed = |body_cut: Option<std::io::Error>, other: AttemptError| match body_cut {
+        Some(e) => on_send_error(false, e),
+        None => other,
+    };
     c.ubuf.clear();
     let deadline = now + up.response_timeout;
     let timed_out = || {
@@ -501,22 +518,25 @@ where
             c.ubuf
                 .reserve(if c.ubuf.capacity() == 0 { 4 * 1024 } else { 16 * 1024 });
         }
-        let n = read_until(&mut stream, &mut c.ubuf, &mut c.timer, deadline)
-            .await
-            .ok_or_else(timed_out)?;
+        let n = match read_until(&mut stream, &mut c.ubuf, &mut c.timer, deadline).await {
+            Some(n) => n,
+            None => return Err(send_failed(body_cut, timed_out())),
+        };
         match n {
-            Ok(0) | Err(_) if c.ubuf.is_empty() && reused => return Err(AttemptError::Stale),
+            Ok(0) | Err(_) if c.ubuf.is_empty() && reused && body_cut.is_none() => return Err(AttemptError::Stale),
             Ok(0) => {
-                return Err(AttemptError::Failed(ProxyError::UpstreamFailed {
+                let closed = AttemptError::Failed(ProxyError::UpstreamFailed {
                     addr: backend.addr.to_string(),
                     reason: "connection closed before a complete response head".into(),
-                }))
+                });
+                return Err(send_failed(body_cut, closed));
             }
             Err(e) => {
-                return Err(AttemptError::Failed(ProxyError::UpstreamFailed {
+                let failed = AttemptError::Failed(ProxyError::UpstreamFailed {
                     addr: backend.addr.to_string(),
                     reason: e.to_string(),
-                }))
+                });
+                return Err(send_failed(body_cut, failed));
             }
             Ok(_) => {}
         }
@@ -535,7 +555,12 @@ where
                         break;
                     }
                 }
-                Ok(ParsedResponse::Complete) => return Ok(stream),
+                Ok(ParsedResponse::Complete) => {
+                    return Ok(Answered {
+                        stream,
+                        body_cut: body_cut.is_some(),
+                    })
+                }
                 Err(reason) => {
                     return Err(AttemptError::Failed(ProxyError::UpstreamFailed {
                         addr: backend.addr.to_string(),

@@ -45,6 +45,8 @@ use tokio::time::Instant;
 const IDLE_READ_BUF: usize = 1024;
 
 pub(crate) const DRAIN_CHECK: Duration = Duration::from_secs(1);
+/// The longest a closing connection reads what its client still sends (see `Next::Linger`).
+const LINGER_TIME: Duration = Duration::from_secs(5);
 
 /// Per-connection buffers and parse results, reused for every request on the connection.
 pub(crate) struct Conn {
@@ -97,8 +99,15 @@ enum HeadRead {
 
 /// What to do with the connection after one exchange.
 pub(crate) enum Next {
-    KeepAlive { consumed: usize },
+    KeepAlive {
+        consumed: usize,
+    },
     Close,
+    /// Close, while the client may still be sending a request body that was not read: its
+    /// data arriving at a closed socket would make the kernel reset the connection, and a reset
+    /// can destroy the answer before the client reads it. So the write side is shut and what
+    /// comes is read and dropped for a while first (nginx's lingering close).
+    Linger,
     Handoff,
 }
 
@@ -156,11 +165,32 @@ where
                 let _ = io.shutdown().await;
                 return;
             }
+            Next::Linger => {
+                let _ = io.shutdown().await;
+                linger(&mut io).await;
+                return;
+            }
             Next::Handoff => return Box::pin(handoff(io, c.rbuf, info, rt, drain)).await,
         }
         if drain.is_draining() {
             let _ = io.shutdown().await;
             return;
+        }
+    }
+}
+
+/// Reads and drops what the client still sends, until it closes, a second passes without data,
+/// or `LINGER_TIME` in all.
+async fn linger<T: ClientStream>(io: &mut T) {
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut sink = vec![0u8; 16 * 1024];
+    loop {
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_secs(1));
+        match tokio::time::timeout(wait, io.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
         }
     }
 }

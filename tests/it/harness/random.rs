@@ -49,12 +49,30 @@ pub struct Script {
     pub answered: Option<Answered>,
 }
 
-/// Plays `script`: sends its bytes, waits until `answered` holds (when there is one), then
-/// closes the write side and reads until the server closes. Every wait is bounded by `limit`.
-pub async fn play(addr: SocketAddr, script: Script, limit: Duration) -> Result<(), String> {
+/// Plays `script`: sends its bytes (with `pieces`, in pieces of 1–9 bytes chosen by that seed,
+/// 1 ms apart, so that the server reads heads and frames a few bytes at a time), waits until
+/// `answered` holds (when there is one), then closes the write side and reads until the server
+/// closes. Every wait is bounded by `limit`.
+pub async fn play(addr: SocketAddr, script: Script, limit: Duration, pieces: Option<u64>) -> Result<(), String> {
     let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    s.set_nodelay(true).map_err(|e| e.to_string())?;
     // The server may close before taking everything (it refused the input): not a failure.
-    let _ = s.write_all(&script.bytes).await;
+    match pieces {
+        None => {
+            let _ = s.write_all(&script.bytes).await;
+        }
+        Some(seed) => {
+            let (mut r, mut rest) = (Rng(seed | 1), &script.bytes[..]);
+            while !rest.is_empty() {
+                let n = (1 + r.below(9)).min(rest.len());
+                if s.write_all(&rest[..n]).await.is_err() {
+                    break;
+                }
+                rest = &rest[n..];
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
     let mut got = Vec::new();
     let mut chunk = [0u8; 16384];
     if let Some(answered) = &script.answered {
@@ -99,7 +117,8 @@ pub async fn play(addr: SocketAddr, script: Script, limit: Duration) -> Result<(
     .map_err(|_| format!("still open {limit:?} after the client closed"))
 }
 
-/// Plays every script, 24 connections at a time, each bounded by 10 s. Returns the failures.
+/// Plays every script, 24 connections at a time, each bounded by 10 s; every fourth one is sent
+/// in pieces. Returns the failures.
 pub async fn play_all(addr: SocketAddr, scripts: Vec<Script>) -> Vec<String> {
     let mut failures = Vec::new();
     let mut scripts = scripts.into_iter().enumerate().peekable();
@@ -107,7 +126,10 @@ pub async fn play_all(addr: SocketAddr, scripts: Vec<Script>) -> Vec<String> {
         let batch: Vec<_> = scripts
             .by_ref()
             .take(24)
-            .map(|(i, script)| (i, tokio::spawn(play(addr, script, Duration::from_secs(10)))))
+            .map(|(i, script)| {
+                let pieces = (i % 4 == 1).then_some(i as u64 * 0x9e37_79b9);
+                (i, tokio::spawn(play(addr, script, Duration::from_secs(10), pieces)))
+            })
             .collect();
         for (i, task) in batch {
             if let Err(e) = task.await.unwrap() {
@@ -142,4 +164,14 @@ pub fn fixed_and_origin_config(tag: &str, origin: SocketAddr) -> std::path::Path
     )
     .unwrap();
     path
+}
+
+/// An origin that reads each request's whole body, then answers 200 "o" (one that answers
+/// first and closes is tested on its own: fastpath.rs).
+pub async fn reading_origin() -> super::Origin {
+    super::Origin::start(|req| async move {
+        let _ = http_body_util::BodyExt::collect(req.into_body()).await;
+        super::status(200, "o")
+    })
+    .await
 }
