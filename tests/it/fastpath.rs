@@ -332,7 +332,9 @@ async fn bytes_after_a_spliced_body_retire_the_backend_connection() {
 #[tokio::test]
 async fn an_answer_the_backend_gives_before_the_whole_body_is_relayed() {
     // The origin answers as soon as it has the head, then closes without reading the body (a
-    // backend refusing an upload early, RFC 9112 §9.6); the client is still sending it.
+    // backend refusing an upload early, RFC 9112 §9.6); the client is still sending it. The
+    // answer reaches the client, the rest of the body is read and dropped, and the connection
+    // carries the next request.
     let origin = RawOrigin::start(
         b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\n\r\ntoo long",
         true,
@@ -349,11 +351,12 @@ async fn an_answer_the_backend_gives_before_the_whole_body_is_relayed() {
         wr.write_all(head.as_bytes()).await.unwrap();
         // Slowly, as over a real network, so that the proxy is still streaming it upstream.
         for _ in 0..200 {
-            if wr.write_all(&[b'a'; 1000]).await.is_err() {
-                break;
-            }
+            wr.write_all(&[b'a'; 1000]).await.unwrap();
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+        wr.write_all(b"GET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
         wr
     });
     let mut got = Vec::new();
@@ -365,6 +368,8 @@ async fn an_answer_the_backend_gives_before_the_whole_body_is_relayed() {
     assert!(read.is_ok(), "the proxy did not close the connection");
     let got = String::from_utf8_lossy(&got);
     assert!(got.starts_with("HTTP/1.1 413"), "{got}");
-    assert!(got.ends_with("too long"), "{got}");
+    assert_eq!(got.matches("HTTP/1.1 413").count(), 2, "both requests answered: {got}");
+    assert_eq!(got.matches("too long").count(), 2, "{got}");
+    assert_eq!(origin.requests(), 2);
     drop(writer.await.unwrap());
 }

@@ -282,10 +282,16 @@ enum AttemptError {
 /// A backend's answer whose head has been read into `c.resp`.
 struct Answered {
     stream: TcpStream,
-    /// The backend answered before taking the whole request body: the rest of it is still on
-    /// the client connection, and the backend connection cannot be reused.
-    body_cut: bool,
+    /// The backend answered before taking the whole request body: this many bytes of it are
+    /// still on the client connection, and the backend connection cannot be reused.
+    body_unread: Option<usize>,
 }
+
+/// The most of a body the backend did not take that is read and dropped to keep the client
+/// connection; a longer rest closes it instead (nginx discards a body the same way).
+const DISCARD_MAX: usize = 1024 * 1024;
+/// How long the client may take to send that rest.
+const DISCARD_TIME: Duration = Duration::from_secs(5);
 
 #[allow(clippy::too_many_arguments)]
 async fn proxy<T>(
@@ -336,7 +342,7 @@ where
         let inflight = InflightGuard::when(tracks_load, &backend);
         let sent_at = Instant::now();
         match attempt_exchange(io, c, up, &backend, streamed_body, idempotent, sent_at).await {
-            Ok(Answered { stream, body_cut }) => {
+            Ok(Answered { stream, body_unread }) => {
                 let upstream_time = (tracks_load || c.logging).then(|| sent_at.elapsed());
                 let status = c.resp.status;
                 if status >= 500 {
@@ -359,10 +365,16 @@ where
                 .await;
                 let done = Instant::now();
                 c.last_active = done.into();
-                if let Some(stream) = reusable.filter(|_| !body_cut) {
+                if let Some(stream) = reusable.filter(|_| body_unread.is_none()) {
                     backend.pool.put_raw(stream, up.pool.max_idle, done);
                 }
                 drop(inflight);
+                let next = match body_unread {
+                    Some(left) if close || !complete || left > DISCARD_MAX => Next::Linger,
+                    Some(left) if !discard_body(io, left).await => Next::Linger,
+                    _ if close || !complete => Next::Close,
+                    _ => Next::KeepAlive { consumed },
+                };
                 return Outcome {
                     status,
                     bytes_out,
@@ -370,13 +382,7 @@ where
                     upstream: Some(backend.addr.clone()),
                     upstream_time,
                     error: None,
-                    next: if body_cut {
-                        Next::Linger
-                    } else if close || !complete {
-                        Next::Close
-                    } else {
-                        Next::KeepAlive { consumed }
-                    },
+                    next,
                 };
             }
             Err(AttemptError::Stale) if replayable && idempotent && stale_retries < 3 => {
@@ -495,14 +501,14 @@ where
                 return Err(AttemptError::Client);
             }
             if let Err(e) = stream.write_all(&chunk[..n]).await {
-                body_cut = Some(e);
+                body_cut = Some((e, left - n));
                 break;
             }
             left -= n;
         }
     }
-    let send_failed = |body_cut: Option<std::io::Error>, other: AttemptError| match body_cut {
-        Some(e) => on_send_error(false, e),
+    let send_failed = |body_cut: Option<(std::io::Error, usize)>, other: AttemptError| match body_cut {
+        Some((e, _)) => on_send_error(false, e),
         None => other,
     };
     c.ubuf.clear();
@@ -558,7 +564,7 @@ where
                 Ok(ParsedResponse::Complete) => {
                     return Ok(Answered {
                         stream,
-                        body_cut: body_cut.is_some(),
+                        body_unread: body_cut.map(|(_, left)| left),
                     })
                 }
                 Err(reason) => {
@@ -570,6 +576,23 @@ where
             }
         }
     }
+}
+
+/// Reads and drops the `left` bytes of a request body the backend did not take, so that the
+/// connection can carry the next request. False if the client does not send them in time.
+async fn discard_body<T: super::ClientStream>(io: &mut T, mut left: usize) -> bool {
+    let mut sink = vec![0u8; left.min(16 * 1024)];
+    let drained = async {
+        while left > 0 {
+            let want = left.min(sink.len());
+            match io.read(&mut sink[..want]).await {
+                Ok(n) if n > 0 => left -= n,
+                _ => return false,
+            }
+        }
+        true
+    };
+    tokio::time::timeout(DISCARD_TIME, drained).await.unwrap_or(false)
 }
 
 /// A backend's 1xx head as the client gets it (its hop-by-hop fields dropped).
