@@ -4,8 +4,7 @@
 //! must not panic the process or keep a connection open after the client closed. Afterwards
 //! the proxy must still serve. `FRONTDESK_H1_SEED=<hex>` replays or explores other sequences.
 
-use crate::harness::process::Process;
-use crate::harness::random::{fixed_and_origin_config, panics, play_all, reading_origin, Rng, Script};
+use crate::harness::random::{self, Rng, Script};
 use crate::harness::*;
 
 /// Well-formed requests: true when the origin answers it (not the proxy's `/fixed` route).
@@ -111,34 +110,10 @@ fn hostile(r: &mut Rng) -> Script {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_requests_neither_panic_nor_hold_connections_nor_stop_service() {
-    let origin = reading_origin().await;
-    let (mut proc, addr) = Process::start(&fixed_and_origin_config("h1-random", origin.addr));
-    let addr: std::net::SocketAddr = addr.parse().unwrap();
-
-    let seed = Rng::seed("FRONTDESK_H1_SEED", 0x5eed_beef);
-    let mut r = Rng(seed);
-    let mut to_origin = 0;
-    let scripts: Vec<Script> = (0..300)
-        .map(|i| {
-            if i % 3 == 0 {
-                let (script, n) = well_formed(&mut r);
-                to_origin += n;
-                script
-            } else {
-                hostile(&mut r)
-            }
-        })
-        .collect();
-    let failures = play_all(addr, scripts).await;
+    let run = random::run("h1-random", "FRONTDESK_H1_SEED", 0x5eed_beef, well_formed, hostile).await;
+    let addr = run.addr;
 
     assert_eq!(get(addr, "/x").await.body, "o");
     assert_eq!(get(addr, "/fixed").await.body, "fixed");
-    let panics = panics(&mut proc);
-    assert!(panics.is_empty(), "seed {seed:#x}: the proxy panicked: {panics:#?}");
-    assert!(failures.is_empty(), "seed {seed:#x}: {failures:#?}");
-    let reached = origin.requests.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(
-        reached >= to_origin,
-        "{reached} requests reached the origin, {to_origin} expected at least"
-    );
+    run.check();
 }

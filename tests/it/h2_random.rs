@@ -1,22 +1,14 @@
 //! HTTP/2 robustness: seeded random frame sequences against the real binary (a debug build, so
 //! arithmetic overflow panics too). Whatever a client sends, the process must not panic, must
 //! answer every request of a well-formed conversation, must close a connection once the client
-//! has closed its side, and must go on serving. `FRONTDESK_H2_SEED=<hex>` replays or explores
-//! other sequences (20 seeds were run when this was written).
+//! has closed its side, and must go on serving.
+//! `FRONTDESK_H2_SEED=<hex>` replays or explores other sequences.
 
-use crate::harness::process::Process;
-use crate::harness::random::{fixed_and_origin_config, panics, play_all, reading_origin, Rng, Script};
+use crate::h2::{frame, preface};
+use crate::harness::random::{self, Rng, Script};
 use crate::harness::*;
 use http::Request;
 use http_body_util::Full;
-
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len() as u32;
-    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
-    f.extend_from_slice(&stream.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
 
 /// An HPACK block: pieces of valid requests, table operations and malformed integers, strings
 /// and Huffman codes, then (sometimes) a few bytes flipped.
@@ -158,12 +150,6 @@ fn random_frame(r: &mut Rng) -> Vec<u8> {
     f
 }
 
-fn preface() -> Vec<u8> {
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend(frame(4, 0, 0, &[]));
-    out
-}
-
 /// A well-formed conversation: requests (each ending its stream) among connection-level frames.
 /// Also how many of its requests are for the origin.
 fn well_formed(r: &mut Rng) -> (Script, usize) {
@@ -238,25 +224,8 @@ fn ended_streams(buf: &[u8]) -> (std::collections::HashSet<u32>, bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_frames_neither_panic_nor_hold_connections_nor_stop_service() {
-    let origin = reading_origin().await;
-    let (mut proc, addr) = Process::start(&fixed_and_origin_config("h2-random", origin.addr));
-    let addr: std::net::SocketAddr = addr.parse().unwrap();
-
-    let seed = Rng::seed("FRONTDESK_H2_SEED", 0x5eed_f00d);
-    let mut r = Rng(seed);
-    let mut to_origin = 0;
-    let scripts: Vec<Script> = (0..300)
-        .map(|i| {
-            if i % 3 == 0 {
-                let (script, n) = well_formed(&mut r);
-                to_origin += n;
-                script
-            } else {
-                hostile(&mut r)
-            }
-        })
-        .collect();
-    let failures = play_all(addr, scripts).await;
+    let run = random::run("h2-random", "FRONTDESK_H2_SEED", 0x5eed_f00d, well_formed, hostile).await;
+    let addr = run.addr;
 
     // Still serving, over both protocols.
     let answer = h2c(
@@ -267,14 +236,5 @@ async fn random_frames_neither_panic_nor_hold_connections_nor_stop_service() {
     assert_eq!(answer.status, 200);
     assert_eq!(answer.body, "o");
     assert_eq!(get(addr, "/fixed").await.body, "fixed");
-    let panics = panics(&mut proc);
-    assert!(panics.is_empty(), "seed {seed:#x}: the proxy panicked: {panics:#?}");
-    assert!(failures.is_empty(), "seed {seed:#x}: {failures:#?}");
-    // Every well-formed request for the origin reached it (the hostile connections may add
-    // some of their own).
-    let reached = origin.requests.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(
-        reached >= to_origin,
-        "{reached} requests reached the origin, {to_origin} expected at least"
-    );
+    run.check();
 }

@@ -290,8 +290,6 @@ struct Answered {
 /// The most of a body the backend did not take that is read and dropped to keep the client
 /// connection; a longer rest closes it instead (nginx discards a body the same way).
 const DISCARD_MAX: usize = 1024 * 1024;
-/// How long the client may take to send that rest.
-const DISCARD_TIME: Duration = Duration::from_secs(5);
 
 #[allow(clippy::too_many_arguments)]
 async fn proxy<T>(
@@ -371,7 +369,7 @@ where
                 drop(inflight);
                 let next = match body_unread {
                     Some(left) if close || !complete || left > DISCARD_MAX => Next::Linger,
-                    Some(left) if !discard_body(io, left).await => Next::Linger,
+                    Some(left) if !super::read_and_drop(io, left, super::DROP_TIME).await => Next::Linger,
                     _ if close || !complete => Next::Close,
                     _ => Next::KeepAlive { consumed },
                 };
@@ -488,7 +486,8 @@ where
     };
     stream.write_all(&c.wbuf).await.map_err(|e| on_send_error(reused, e))?;
     // A backend may answer before it has read the whole body and then close (RFC 9112 §9.6
-    // lets it): the send fails, but its answer may be waiting. It is relayed if it is there.
+    // lets it): the send fails, but its answer may be waiting. It is relayed if it is there;
+    // `body_cut` is how much of the body is then still on the client connection.
     let mut body_cut = None;
     if streamed_body > 0 {
         // The rest of the body comes straight from the client socket.
@@ -500,17 +499,13 @@ where
             if n == 0 {
                 return Err(AttemptError::Client);
             }
-            if let Err(e) = stream.write_all(&chunk[..n]).await {
-                body_cut = Some((e, left - n));
+            if stream.write_all(&chunk[..n]).await.is_err() {
+                body_cut = Some(left - n);
                 break;
             }
             left -= n;
         }
     }
-    let send_failed = |body_cut: Option<(std::io::Error, usize)>, other: AttemptError| match body_cut {
-        Some((e, _)) => on_send_error(false, e),
-        None => other,
-    };
     c.ubuf.clear();
     let deadline = now + up.response_timeout;
     let timed_out = || {
@@ -524,25 +519,22 @@ where
             c.ubuf
                 .reserve(if c.ubuf.capacity() == 0 { 4 * 1024 } else { 16 * 1024 });
         }
-        let n = match read_until(&mut stream, &mut c.ubuf, &mut c.timer, deadline).await {
-            Some(n) => n,
-            None => return Err(send_failed(body_cut, timed_out())),
-        };
+        let n = read_until(&mut stream, &mut c.ubuf, &mut c.timer, deadline)
+            .await
+            .ok_or_else(timed_out)?;
         match n {
             Ok(0) | Err(_) if c.ubuf.is_empty() && reused && body_cut.is_none() => return Err(AttemptError::Stale),
             Ok(0) => {
-                let closed = AttemptError::Failed(ProxyError::UpstreamFailed {
+                return Err(AttemptError::Failed(ProxyError::UpstreamFailed {
                     addr: backend.addr.to_string(),
                     reason: "connection closed before a complete response head".into(),
-                });
-                return Err(send_failed(body_cut, closed));
+                }))
             }
             Err(e) => {
-                let failed = AttemptError::Failed(ProxyError::UpstreamFailed {
+                return Err(AttemptError::Failed(ProxyError::UpstreamFailed {
                     addr: backend.addr.to_string(),
                     reason: e.to_string(),
-                });
-                return Err(send_failed(body_cut, failed));
+                }))
             }
             Ok(_) => {}
         }
@@ -564,7 +556,7 @@ where
                 Ok(ParsedResponse::Complete) => {
                     return Ok(Answered {
                         stream,
-                        body_unread: body_cut.map(|(_, left)| left),
+                        body_unread: body_cut,
                     })
                 }
                 Err(reason) => {
@@ -576,23 +568,6 @@ where
             }
         }
     }
-}
-
-/// Reads and drops the `left` bytes of a request body the backend did not take, so that the
-/// connection can carry the next request. False if the client does not send them in time.
-async fn discard_body<T: super::ClientStream>(io: &mut T, mut left: usize) -> bool {
-    let mut sink = vec![0u8; left.min(16 * 1024)];
-    let drained = async {
-        while left > 0 {
-            let want = left.min(sink.len());
-            match io.read(&mut sink[..want]).await {
-                Ok(n) if n > 0 => left -= n,
-                _ => return false,
-            }
-        }
-        true
-    };
-    tokio::time::timeout(DISCARD_TIME, drained).await.unwrap_or(false)
 }
 
 /// A backend's 1xx head as the client gets it (its hop-by-hop fields dropped).

@@ -45,8 +45,9 @@ use tokio::time::Instant;
 const IDLE_READ_BUF: usize = 1024;
 
 pub(crate) const DRAIN_CHECK: Duration = Duration::from_secs(1);
-/// The longest a closing connection reads what its client still sends (see `Next::Linger`).
-const LINGER_TIME: Duration = Duration::from_secs(5);
+/// The longest a connection reads and drops what its client still sends: the rest of a body the
+/// backend did not take, or anything before a close (see `Next::Linger`).
+pub(crate) const DROP_TIME: Duration = Duration::from_secs(5);
 
 /// Per-connection buffers and parse results, reused for every request on the connection.
 pub(crate) struct Conn {
@@ -167,7 +168,8 @@ where
             }
             Next::Linger => {
                 let _ = io.shutdown().await;
-                linger(&mut io).await;
+                // Until the client closes, a second passes without data, or DROP_TIME.
+                read_and_drop(&mut io, usize::MAX, Duration::from_secs(1)).await;
                 return;
             }
             Next::Handoff => return Box::pin(handoff(io, c.rbuf, info, rt, drain)).await,
@@ -179,20 +181,20 @@ where
     }
 }
 
-/// Reads and drops what the client still sends, until it closes, a second passes without data,
-/// or `LINGER_TIME` in all.
-async fn linger<T: ClientStream>(io: &mut T) {
-    let deadline = Instant::now() + LINGER_TIME;
-    let mut sink = vec![0u8; 16 * 1024];
-    loop {
-        let wait = deadline
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_secs(1));
-        match tokio::time::timeout(wait, io.read(&mut sink)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            _ => return,
+/// Reads and drops `left` bytes the client sends (never more, so a next request stays in the
+/// socket). False when it closes first, sends nothing for `idle`, or `DROP_TIME` passes.
+pub(crate) async fn read_and_drop<T: ClientStream>(io: &mut T, mut left: usize, idle: Duration) -> bool {
+    let deadline = Instant::now() + DROP_TIME;
+    let mut sink = vec![0u8; left.min(16 * 1024)];
+    while left > 0 {
+        let wait = deadline.saturating_duration_since(Instant::now()).min(idle);
+        let want = left.min(sink.len());
+        match tokio::time::timeout(wait, io.read(&mut sink[..want])).await {
+            Ok(Ok(n)) if n > 0 => left -= n,
+            _ => return false,
         }
     }
+    true
 }
 
 /// Reads until `c.rbuf` holds a complete request head. Waiting for the first byte is bounded by

@@ -53,7 +53,7 @@ pub struct Script {
 /// 1 ms apart, so that the server reads heads and frames a few bytes at a time), waits until
 /// `answered` holds (when there is one), then closes the write side and reads until the server
 /// closes. Every wait is bounded by `limit`.
-pub async fn play(addr: SocketAddr, script: Script, limit: Duration, pieces: Option<u64>) -> Result<(), String> {
+async fn play(addr: SocketAddr, script: Script, limit: Duration, pieces: Option<u64>) -> Result<(), String> {
     let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     s.set_nodelay(true).map_err(|e| e.to_string())?;
     // The server may close before taking everything (it refused the input): not a failure.
@@ -119,7 +119,7 @@ pub async fn play(addr: SocketAddr, script: Script, limit: Duration, pieces: Opt
 
 /// Plays every script, 24 connections at a time, each bounded by 10 s; every fourth one is sent
 /// in pieces. Returns the failures.
-pub async fn play_all(addr: SocketAddr, scripts: Vec<Script>) -> Vec<String> {
+async fn play_all(addr: SocketAddr, scripts: Vec<Script>) -> Vec<String> {
     let mut failures = Vec::new();
     let mut scripts = scripts.into_iter().enumerate().peekable();
     while scripts.peek().is_some() {
@@ -140,8 +140,73 @@ pub async fn play_all(addr: SocketAddr, scripts: Vec<Script>) -> Vec<String> {
     failures
 }
 
+/// 300 seeded connections played against a fresh process in front of a `reading_origin`: every
+/// third one `well_formed` (which also says how many of its requests are for the origin), the
+/// others `hostile`. The seed comes from `seed_var` (hex) or is `default_seed`.
+pub async fn run(
+    tag: &str,
+    seed_var: &str,
+    default_seed: u64,
+    well_formed: fn(&mut Rng) -> (Script, usize),
+    hostile: fn(&mut Rng) -> Script,
+) -> Run {
+    let origin = reading_origin().await;
+    let (proc, addr) = Process::start(&fixed_and_origin_config(tag, origin.addr));
+    let addr: SocketAddr = addr.parse().unwrap();
+    let seed = Rng::seed(seed_var, default_seed);
+    let mut r = Rng(seed);
+    let mut to_origin = 0;
+    let scripts: Vec<Script> = (0..300)
+        .map(|i| {
+            if i % 3 == 0 {
+                let (script, n) = well_formed(&mut r);
+                to_origin += n;
+                script
+            } else {
+                hostile(&mut r)
+            }
+        })
+        .collect();
+    let failures = play_all(addr, scripts).await;
+    Run {
+        addr,
+        proc,
+        origin,
+        seed,
+        failures,
+        to_origin,
+    }
+}
+
+/// A played `run`: the caller checks that the proxy still serves, then calls `check`.
+pub struct Run {
+    pub addr: SocketAddr,
+    proc: Process,
+    origin: super::Origin,
+    seed: u64,
+    failures: Vec<String>,
+    to_origin: usize,
+}
+
+impl Run {
+    /// No panic, no failed connection, and every well-formed request for the origin reached
+    /// it (the hostile connections may add some of their own).
+    pub fn check(mut self) {
+        let seed = self.seed;
+        let panics = panics(&mut self.proc);
+        assert!(panics.is_empty(), "seed {seed:#x}: the proxy panicked: {panics:#?}");
+        assert!(self.failures.is_empty(), "seed {seed:#x}: {:#?}", self.failures);
+        let reached = self.origin.requests.load(std::sync::atomic::Ordering::SeqCst);
+        let to_origin = self.to_origin;
+        assert!(
+            reached >= to_origin,
+            "{reached} requests reached the origin, {to_origin} expected at least"
+        );
+    }
+}
+
 /// The panic reports the process has printed, and whether it is still running.
-pub fn panics(proc: &mut Process) -> Vec<String> {
+fn panics(proc: &mut Process) -> Vec<String> {
     assert!(proc.child.try_wait().unwrap().is_none(), "the process exited");
     let mut printed = Vec::new();
     while let Some(line) = proc.next_line(Duration::from_millis(300)) {
@@ -152,7 +217,7 @@ pub fn panics(proc: &mut Process) -> Vec<String> {
 
 /// Writes a config file for `Process::start`: one plain listener, `/fixed` answered by the
 /// proxy itself, everything else proxied to `origin`.
-pub fn fixed_and_origin_config(tag: &str, origin: SocketAddr) -> std::path::PathBuf {
+fn fixed_and_origin_config(tag: &str, origin: SocketAddr) -> std::path::PathBuf {
     let path = super::tls::temp_dir(tag).join("frontdesk.toml");
     std::fs::write(
         &path,
@@ -168,7 +233,7 @@ pub fn fixed_and_origin_config(tag: &str, origin: SocketAddr) -> std::path::Path
 
 /// An origin that reads each request's whole body, then answers 200 "o" (one that answers
 /// first and closes is tested on its own: fastpath.rs).
-pub async fn reading_origin() -> super::Origin {
+async fn reading_origin() -> super::Origin {
     super::Origin::start(|req| async move {
         let _ = http_body_util::BodyExt::collect(req.into_body()).await;
         super::status(200, "o")
