@@ -5,14 +5,18 @@
 //! Like frontdesk and the harness's nginx and HAProxy it balances round robin over the origins,
 //! per request, through a keep-alive pool of upstream connections (last in, first out).
 //!
-//! Two event loops:
+//! Three event loops, with the same work:
 //! - epoll, edge-triggered, one receive per readiness (as tokio does);
 //! - `--uring`: io_uring with a single issuer and deferred task work, every submission of a
-//!   loop turn batched into the one `io_uring_enter` that also waits.
+//!   loop turn batched into the one `io_uring_enter` that also waits;
+//! - `--tokio`: one tokio task per client connection on a single-threaded runtime, as
+//!   frontdesk's workers run them (`on_tokio.rs`).
 //!
-//! Usage: floor [--uring] --listen ADDR UPSTREAM...
+//! Usage: floor [--uring | --tokio] --listen ADDR UPSTREAM...
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{IntoRawFd, RawFd};
+
+mod on_tokio;
 
 const CBUF: usize = 16 * 1024;
 const UBUF: usize = 128 * 1024;
@@ -47,12 +51,25 @@ fn complete(buf: &[u8]) -> bool {
     buf.len() >= h + 4 + cl
 }
 
-/// (listen address, upstreams, whether to use io_uring).
-fn args() -> (SocketAddr, Vec<SocketAddr>, bool) {
+#[derive(PartialEq)]
+enum EventLoop {
+    Epoll,
+    Uring,
+    Tokio,
+}
+
+/// (listen address, upstreams, event loop).
+fn args() -> (SocketAddr, Vec<SocketAddr>, EventLoop) {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let uring = args.iter().any(|a| a == "--uring");
-    args.retain(|a| a != "--uring");
-    let usage = "usage: floor [--uring] --listen ADDR UPSTREAM...";
+    let event_loop = if args.iter().any(|a| a == "--uring") {
+        EventLoop::Uring
+    } else if args.iter().any(|a| a == "--tokio") {
+        EventLoop::Tokio
+    } else {
+        EventLoop::Epoll
+    };
+    args.retain(|a| a != "--uring" && a != "--tokio");
+    let usage = "usage: floor [--uring | --tokio] --listen ADDR UPSTREAM...";
     let i = args.iter().position(|a| a == "--listen").expect(usage);
     let listen = args.get(i + 1).expect(usage).parse().expect("listen address");
     let ups: Vec<SocketAddr> = args[i + 2..]
@@ -60,7 +77,7 @@ fn args() -> (SocketAddr, Vec<SocketAddr>, bool) {
         .map(|a| a.parse().expect("upstream address"))
         .collect();
     assert!(!ups.is_empty(), "{usage}");
-    (listen, ups, uring)
+    (listen, ups, event_loop)
 }
 
 fn connect(addr: SocketAddr) -> RawFd {
@@ -148,14 +165,13 @@ impl Proxy {
 }
 
 fn main() {
-    let (listen, servers, use_uring) = args();
+    let (listen, servers, event_loop) = args();
     let listener = TcpListener::bind(listen).unwrap();
     listener.set_nonblocking(true).unwrap();
-    let proxy = Proxy::new(servers);
-    if use_uring {
-        uring(listener, proxy)
-    } else {
-        epoll(listener, proxy)
+    match event_loop {
+        EventLoop::Epoll => epoll(listener, Proxy::new(servers)),
+        EventLoop::Uring => uring(listener, Proxy::new(servers)),
+        EventLoop::Tokio => on_tokio::run(listener, servers),
     }
 }
 
