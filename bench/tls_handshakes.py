@@ -11,9 +11,12 @@ proxy CPU-second, read from /proc like cpu_split.py. Both servers accept deferre
 With `--tls 1.2` the resumed handshake is TLS 1.2's abbreviated one (session ticket, no key
 exchange); TLS 1.3 resumption in rustls is psk_dhe_ke only, so it still does an ECDHE.
 
-Usage: bench/tls_handshakes.py [--seconds 5] [--rounds 3] [--tls 1.3|1.2]
+With `--clients N` the Python client runs as N processes at once (all on the client CPUs), so
+handshakes overlap instead of coming one at a time.
+
+Usage: bench/tls_handshakes.py [--seconds 5] [--rounds 3] [--tls 1.3|1.2] [--clients 1]
 """
-import argparse, os, re, shutil, socket, ssl, subprocess, sys, tempfile, time
+import argparse, multiprocessing, os, re, shutil, socket, ssl, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cpu_split import cpu, ecdsa_cert, frontdesk_bin, split_cpus, stop_all, wait_port  # noqa: E402
@@ -44,11 +47,21 @@ def python_client(port, seconds, resume, version):
     return count, resumed
 
 
+def python_clients(n, port, seconds, resume, version):
+    """`python_client` in `n` processes at once: the summed (count, resumed)."""
+    if n == 1:
+        return python_client(port, seconds, resume, version)
+    with multiprocessing.Pool(n) as pool:
+        results = pool.starmap(python_client, [(port, seconds, resume, version)] * n)
+    return sum(r[0] for r in results), sum(r[1] for r in results)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tls", choices=("1.3", "1.2"), default="1.3")
+    ap.add_argument("--clients", type=int, default=1)
     args = ap.parse_args()
     version = ssl.TLSVersion.TLSv1_3 if args.tls == "1.3" else ssl.TLSVersion.TLSv1_2
     s_time_flag = "-tls1_3" if args.tls == "1.3" else "-tls1_2"
@@ -92,7 +105,7 @@ respond = {{ status = 200, body = "ok" }}
                 for name, proc, port in (("nginx", nginx, 29401), ("frontdesk", fd, 29402)):
                     os.sched_setaffinity(0, {int(c) for c in load_cpus.split(",")})
                     u0, s0 = cpu(proc.pid)
-                    conns, reused = python_client(port, args.seconds, mode == "resumed", version)
+                    conns, reused = python_clients(args.clients, port, args.seconds, mode == "resumed", version)
                     u1, s1 = cpu(proc.pid)
                     if mode == "resumed" and reused < conns * 0.9:
                         sys.exit(f"{name}: only {reused} of {conns} sessions resumed")
@@ -122,7 +135,8 @@ respond = {{ status = 200, body = "ok" }}
                     gain = f"{per_cpu / med([r[1] for r in results[('full', name)]]):.2f}"
                 client, label = labels[mode]
                 print(f"| {client} | {label} | {name} | {per_s:,.0f} | {per_cpu:,.0f} | {per_cpu / base:.2f} | {gain} |")
-        print(f"\n{args.rounds} rounds x {args.seconds}s, TLS {args.tls}, ECDSA P-256, clients on CPU {load_cpus}, proxy on CPU {proxy_cpu}.")
+        print(f"\n{args.rounds} rounds x {args.seconds}s, TLS {args.tls}, ECDSA P-256, {args.clients} Python client "
+              f"process(es), clients on CPU {load_cpus}, proxy on CPU {proxy_cpu}.")
     finally:
         stop_all(procs)
         shutil.rmtree(work, ignore_errors=True)
