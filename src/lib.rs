@@ -194,6 +194,9 @@ pub async fn serve_until_signal(proxy: &Proxy, file: Option<(PathBuf, String)>) 
             "drain timeout reached; closing remaining connections"
         );
     }
+    if let Some(log) = proxy.runtime().access_log() {
+        log.sync(Duration::from_secs(2));
+    }
     eprintln!("frontdesk stopped");
     Ok(())
 }

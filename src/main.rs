@@ -108,7 +108,7 @@ fn build_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
         // bookkeeping (per-poll clock reads, cross-thread wake-ups).
         return tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .on_thread_park(return_freed_memory)
+            .on_thread_park(on_park)
             .build();
     }
     let mut b = tokio::runtime::Builder::new_multi_thread();
@@ -117,11 +117,17 @@ fn build_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     }
     b.enable_all()
         .thread_name("frontdesk-worker")
-        .on_thread_park(return_freed_memory)
+        .on_thread_park(on_park)
         .build()
 }
 
-/// Run when a worker is about to wait for work: at most once a second per worker, lets mimalloc
+/// Run when a worker is about to wait for work.
+fn on_park() {
+    frontdesk::observe::access_log::flush_thread_batch();
+    return_freed_memory();
+}
+
+/// At most once a second per worker, lets mimalloc
 /// hand the pages its thread freed back to the system. mimalloc keeps emptied pages with the
 /// thread and purges them (after a second) only from later allocations that need fresh pages,
 /// which a worker whose connections went idle does not make: the RSS of 10,000 idle

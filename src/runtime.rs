@@ -23,7 +23,7 @@ pub struct Runtime {
     /// Backends by (upstream name, address): a reload that keeps a backend keeps its state.
     backends: Mutex<HashMap<(String, String), Arc<Backend>>>,
     health_tasks: Mutex<Vec<JoinHandle<()>>>,
-    access_log: OnceLock<AccessLog>,
+    access_log: OnceLock<&'static AccessLog>,
     maintenance: Mutex<Option<JoinHandle<()>>>,
     /// Cache stores by zone name: a reload keeps what is cached (unless the size changed).
     #[cfg(feature = "acceleration")]
@@ -32,6 +32,14 @@ pub struct Runtime {
     /// file descriptors.
     #[cfg(feature = "acceleration")]
     sealed_files: Arc<crate::cache::sealed::FileBudget>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(log) = self.access_log.get() {
+            log.close();
+        }
+    }
 }
 
 impl Runtime {
@@ -69,12 +77,12 @@ impl Runtime {
         self.generation.load(Ordering::Acquire)
     }
 
-    pub fn access_log(&self) -> Option<AccessLog> {
-        self.access_log.get().cloned()
+    pub fn access_log(&self) -> Option<&'static AccessLog> {
+        self.access_log.get().copied()
     }
 
     /// Set once at start; the destination does not change on reload.
-    pub fn set_access_log(&self, log: AccessLog) {
+    pub fn set_access_log(&self, log: &'static AccessLog) {
         let _ = self.access_log.set(log);
     }
 

@@ -105,6 +105,72 @@ async fn access_log_writes_one_json_line_per_request() {
     }
 }
 
+/// The real binary batches each worker's lines and hands them over when the worker runs out of
+/// work: every line arrives, promptly, with one and two workers, and the last ones before a
+/// SIGTERM are written before the process exits.
+#[tokio::test]
+async fn access_log_batches_of_the_workers_all_reach_the_file() {
+    let dir = temp_dir("logbatch");
+    let origin = Origin::named("o").await;
+    for workers in [1, 2] {
+        let log = dir.join(format!("access-{workers}.log"));
+        let path = dir.join(format!("frontdesk-{workers}.toml"));
+        let cfg = format!(
+            "[runtime]\nworkers = {workers}\nwatch = false\n[log]\naccess = \"{}\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\n[upstream.app]\nservers = [\"{}\"]\n[[route]]\nupstream = \"app\"\n",
+            log.display(),
+            origin.addr
+        );
+        std::fs::write(&path, cfg).unwrap();
+        let (mut proc, addr) = crate::harness::process::Process::start(&path);
+        let addr: std::net::SocketAddr = addr.parse().unwrap();
+        let clients: Vec<_> = (0..4)
+            .map(|c| {
+                tokio::spawn(async move {
+                    let mut conn = H1::connect(addr).await;
+                    for i in 0..50 {
+                        assert_eq!(conn.get("log.test", &format!("/c{c}/r{i}")).await.status, 200);
+                    }
+                })
+            })
+            .collect();
+        for c in clients {
+            c.await.unwrap();
+        }
+        let logp = &log;
+        let lines = || async move { std::fs::read_to_string(logp).map(|s| s.lines().count()).unwrap_or(0) };
+        eventually(Duration::from_secs(5), "200 log lines written", || async move {
+            lines().await == 200
+        })
+        .await;
+        let text = std::fs::read_to_string(&log).unwrap();
+        let mut paths = std::collections::BTreeSet::new();
+        let mut ids = std::collections::BTreeSet::new();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["status"], 200, "{line}");
+            paths.insert(v["path"].as_str().unwrap().to_string());
+            ids.insert(v["request_id"].as_str().unwrap().to_string());
+        }
+        assert_eq!(
+            (paths.len(), ids.len()),
+            (200, 200),
+            "every request logged once ({workers} workers)"
+        );
+
+        assert_eq!(get(addr, "/last").await.status, 200);
+        proc.signal("-TERM");
+        proc.wait_for("frontdesk stopped");
+        assert!(proc.child.wait().unwrap().success());
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(
+            text.lines().count(),
+            201,
+            "the last line is written before the exit ({workers} workers)"
+        );
+        assert!(text.lines().last().unwrap().contains("\"path\":\"/last\""));
+    }
+}
+
 #[tokio::test]
 async fn process_reloads_on_file_change_and_sighup_and_drains_on_sigterm() {
     let dir = temp_dir("proc");

@@ -121,7 +121,7 @@ pub async fn run(
 /// The access log line of a fast-path request, written when this is dropped: also when the
 /// client resets the stream and its task is aborted mid-body (logged as aborted).
 struct DirectLog {
-    pending: Option<(RequestCtx, AccessLog)>,
+    pending: Option<(RequestCtx, &'static AccessLog)>,
     complete: bool,
     bytes: u64,
 }
