@@ -13,7 +13,6 @@
 use crate::pipeline::body::OnBodyEnd;
 use crate::pipeline::ctx::RequestCtx;
 use crate::snapshot::AccessLogTarget;
-use serde::Serialize;
 use std::cell::RefCell;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,18 +82,14 @@ impl AccessLog {
     }
 
     /// Adds one line, written by `line` into the calling thread's batch.
-    fn append(&'static self, line: impl FnOnce(&mut Vec<u8>) -> bool) {
+    fn append(&'static self, line: impl FnOnce(&mut Vec<u8>)) {
         let added = BATCH.try_with(|batch| {
             let mut b = batch.borrow_mut();
             if b.log.is_some_and(|log| !std::ptr::eq(log, self)) {
                 b.hand_over();
             }
             b.log = Some(self);
-            let start = b.buf.len();
-            if !line(&mut b.buf) {
-                b.buf.truncate(start);
-                return;
-            }
+            line(&mut b.buf);
             b.lines += 1;
             let now = Instant::now();
             let oldest = *b.oldest.get_or_insert(now);
@@ -183,28 +178,6 @@ fn write_batches(rx: Receiver<Vec<u8>>, mut out: Box<dyn Write + Send>, queued: 
     }
 }
 
-#[derive(Serialize)]
-struct Entry<'a> {
-    time: String,
-    client: String,
-    method: &'a str,
-    host: &'a str,
-    path: &'a str,
-    proto: &'a str,
-    status: u16,
-    bytes_in: u64,
-    bytes_out: u64,
-    duration_ms: f64,
-    route: Option<&'a str>,
-    upstream: Option<&'a str>,
-    upstream_ms: Option<f64>,
-    request_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a str>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    aborted: bool,
-}
-
 /// Writes the request's log line when its response body ends.
 pub struct LogOnEnd {
     ctx: RequestCtx,
@@ -219,30 +192,9 @@ impl LogOnEnd {
 
 impl OnBodyEnd for LogOnEnd {
     fn finish(&mut self, complete: bool, bytes: u64) {
-        let c = &self.ctx;
-        let entry = Entry {
-            time: humantime::format_rfc3339_millis(c.received).to_string(),
-            client: c.client.ip().to_string(),
-            method: c.method.as_str(),
-            host: &c.host,
-            path: &c.path,
-            proto: c.proto,
-            status: c.status,
-            bytes_in: c.bytes_in,
-            bytes_out: bytes,
-            duration_ms: c.started.elapsed().as_secs_f64() * 1000.0,
-            route: c.route.as_deref(),
-            upstream: c.upstream.as_deref(),
-            upstream_ms: c.upstream_time.map(|d| d.as_secs_f64() * 1000.0),
-            request_id: c.request_id.to_str().unwrap_or(""),
-            error: c.error.as_deref(),
-            aborted: !complete,
-        };
-        self.log.append(|buf| {
-            let written = serde_json::to_writer(&mut *buf, &entry).is_ok();
-            buf.push(b'\n');
-            written
-        });
+        let elapsed = self.ctx.started.elapsed();
+        self.log
+            .append(|buf| super::log_line::write(buf, &self.ctx, elapsed, complete, bytes));
     }
 }
 
