@@ -6,6 +6,7 @@
 //! object, with durations in milliseconds to the microsecond.
 
 use crate::pipeline::ctx::RequestCtx;
+use crate::server::h1::decimal;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -118,20 +119,6 @@ fn needs_escape(w: u64) -> bool {
     let backslash = w ^ (ONES * u64::from(b'\\'));
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     below_space | zero(quote) | zero(backslash) != 0
-}
-
-fn decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// `d` in milliseconds with three decimals (microseconds), e.g. `12.034`.
