@@ -10,10 +10,11 @@ other CPUs, and only one build is under load at a time. The origins serve `/` (1
 `return 200`), `/1k` and `/64k` (files with sendfile and tcp_nopush, as the shared harness).
 With `--upstream-tls` the origins speak TLS 1.2/1.3 (ECDSA P-256, OpenSSL's own choice of
 suite order, i.e. the client's); `--max-idle 0` makes every request open a new upstream
-connection.
+connection. With `--access-log` both builds write their access log to a file (it is off
+otherwise, as in the harness).
 
 Usage: bench/ab.py --a OLD_BINARY [--b NEW_BINARY] [--path /] [--conns 64] [--rounds 4]
-                   [--seconds 6] [--upstream-tls] [--max-idle 512]
+                   [--seconds 6] [--upstream-tls] [--max-idle 512] [--access-log]
 B defaults to the release build of this checkout.
 """
 import argparse, os, re, shutil, subprocess, sys, tempfile
@@ -40,14 +41,14 @@ http {{ access_log off; sendfile on; tcp_nopush on; tcp_nodelay on; etag off;
 """
 
 
-def frontdesk_conf(port, tls, max_idle):
+def frontdesk_conf(port, tls, max_idle, access="off"):
     upstream_tls = 'tls = { sni = "bench.test", verify = false }\n' if tls else ""
     servers = ", ".join(f'"127.0.0.1:{p}"' for p in ORIGINS)
     return f"""[runtime]
 workers = 1
 watch = false
 [log]
-access = "off"
+access = "{access}"
 [[listener]]
 listen = "127.0.0.1:{port}"
 [upstream.origins]
@@ -76,6 +77,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=6)
     ap.add_argument("--upstream-tls", action="store_true")
     ap.add_argument("--max-idle", type=int, default=512)
+    ap.add_argument("--access-log", action="store_true", help="both builds log to a file")
     args = ap.parse_args()
     proxy_cpu, load_cpus = split_cpus()
     work = tempfile.mkdtemp(prefix="ab-")
@@ -98,7 +100,8 @@ def main():
         builds = {}
         for tag, binary in (("A", args.a), ("B", args.b)):
             conf = f"{work}/{tag}.toml"
-            open(conf, "w").write(frontdesk_conf(PORTS[tag], args.upstream_tls, args.max_idle))
+            access = f"{work}/access-{tag}.log" if args.access_log else "off"
+            open(conf, "w").write(frontdesk_conf(PORTS[tag], args.upstream_tls, args.max_idle, access))
             builds[tag] = start([binary, "run", "--config", conf], proxy_cpu).pid
         for port in ORIGINS + tuple(PORTS.values()):
             wait_port(port)
@@ -134,7 +137,7 @@ def main():
         print(f"\nB ÷ A per proxy CPU-second: median {ratios[len(ratios) // 2]:.2f}, range "
               f"{ratios[0]:.2f}–{ratios[-1]:.2f}. {args.rounds} interleaved rounds × {args.seconds} s, "
               f"`{args.path}`, {args.conns} connections, upstream {'TLS' if args.upstream_tls else 'plain'}, "
-              f"max_idle {args.max_idle}; proxies on CPU {proxy_cpu}, wrk and origins on {load_cpus}.")
+              f"max_idle {args.max_idle}, access log {'on' if args.access_log else 'off'}; proxies on CPU {proxy_cpu}, wrk and origins on {load_cpus}.")
     finally:
         stop_all(procs)
         shutil.rmtree(work, ignore_errors=True)
