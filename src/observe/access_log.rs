@@ -10,6 +10,7 @@
 //! a frontdesk runtime) hand over every line at once. When the writer's queue is full, batches
 //! are dropped and their lines counted.
 
+use super::log_line::{self, Line};
 use crate::pipeline::body::OnBodyEnd;
 use crate::pipeline::ctx::RequestCtx;
 use crate::snapshot::AccessLogTarget;
@@ -79,6 +80,11 @@ impl AccessLog {
     /// signal: `Batch::hand_over` never sends one.
     pub fn close(&self) {
         let _ = self.tx.try_send(Vec::new());
+    }
+
+    /// Adds `line` to the calling thread's batch.
+    pub fn log(&'static self, line: &Line) {
+        self.append(|buf| log_line::write(buf, line));
     }
 
     /// Adds one line, written by `line` into the calling thread's batch.
@@ -193,8 +199,7 @@ impl LogOnEnd {
 impl OnBodyEnd for LogOnEnd {
     fn finish(&mut self, complete: bool, bytes: u64) {
         let elapsed = self.ctx.started.elapsed();
-        self.log
-            .append(|buf| super::log_line::write(buf, &self.ctx, elapsed, complete, bytes));
+        self.log.log(&Line::of(&self.ctx, elapsed, complete, bytes));
     }
 }
 

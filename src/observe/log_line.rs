@@ -10,44 +10,89 @@ use crate::server::h1::decimal;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Appends the line for `c` (and its newline) to `out`.
-pub fn write(out: &mut Vec<u8>, c: &RequestCtx, elapsed: Duration, complete: bool, bytes_out: u64) {
+/// What one access log line says, borrowed from wherever the request's facts are: the general
+/// pipeline's `RequestCtx`, or the HTTP/1.1 fast path's read buffer without copying them first.
+pub struct Line<'a> {
+    pub received: SystemTime,
+    pub client: IpAddr,
+    pub method: &'a str,
+    pub host: &'a str,
+    pub path: &'a str,
+    pub proto: &'a str,
+    pub status: u16,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub duration: Duration,
+    pub route: Option<&'a str>,
+    pub upstream: Option<&'a str>,
+    pub upstream_time: Option<Duration>,
+    pub request_id: &'a str,
+    pub error: Option<&'a str>,
+    /// False when the client did not receive the whole body (`aborted`).
+    pub complete: bool,
+}
+
+impl<'a> Line<'a> {
+    pub fn of(c: &'a RequestCtx, duration: Duration, complete: bool, bytes_out: u64) -> Line<'a> {
+        Line {
+            received: c.received,
+            client: c.client.ip(),
+            method: c.method.as_str(),
+            host: &c.host,
+            path: &c.path,
+            proto: c.proto,
+            status: c.status,
+            bytes_in: c.bytes_in,
+            bytes_out,
+            duration,
+            route: c.route.as_deref(),
+            upstream: c.upstream.as_deref(),
+            upstream_time: c.upstream_time,
+            request_id: c.request_id.to_str().unwrap_or(""),
+            error: c.error.as_deref(),
+            complete,
+        }
+    }
+}
+
+/// Appends `l` as a JSON object and a newline to `out`.
+pub fn write(out: &mut Vec<u8>, l: &Line) {
     out.extend_from_slice(b"{\"time\":\"");
-    rfc3339_millis(out, c.received);
+    rfc3339_millis(out, l.received);
     out.extend_from_slice(b"\",\"client\":\"");
-    ip(out, c.client.ip());
+    ip(out, l.client);
     out.extend_from_slice(b"\",\"method\":");
-    string(out, c.method.as_str());
+    string(out, l.method);
     out.extend_from_slice(b",\"host\":");
-    string(out, &c.host);
+    string(out, l.host);
     out.extend_from_slice(b",\"path\":");
-    string(out, &c.path);
+    string(out, l.path);
     out.extend_from_slice(b",\"proto\":");
-    string(out, c.proto);
+    string(out, l.proto);
     out.extend_from_slice(b",\"status\":");
-    decimal(out, u64::from(c.status));
+    decimal(out, u64::from(l.status));
     out.extend_from_slice(b",\"bytes_in\":");
-    decimal(out, c.bytes_in);
+    decimal(out, l.bytes_in);
     out.extend_from_slice(b",\"bytes_out\":");
-    decimal(out, bytes_out);
+    decimal(out, l.bytes_out);
     out.extend_from_slice(b",\"duration_ms\":");
-    millis(out, elapsed);
+    millis(out, l.duration);
     out.extend_from_slice(b",\"route\":");
-    optional(out, c.route.as_deref());
+    optional(out, l.route);
     out.extend_from_slice(b",\"upstream\":");
-    optional(out, c.upstream.as_deref());
+    optional(out, l.upstream);
     out.extend_from_slice(b",\"upstream_ms\":");
-    match c.upstream_time {
+    match l.upstream_time {
         Some(d) => millis(out, d),
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"request_id\":");
-    string(out, c.request_id.to_str().unwrap_or(""));
-    if let Some(error) = &c.error {
+    string(out, l.request_id);
+    if let Some(error) = l.error {
         out.extend_from_slice(b",\"error\":");
         string(out, error);
     }
-    if !complete {
+    if !l.complete {
         out.extend_from_slice(b",\"aborted\":true");
     }
     out.extend_from_slice(b"}\n");

@@ -1,4 +1,4 @@
 //! Log/metrics stage: what happened to each request, written after its response ends.
 
 pub mod access_log;
-mod log_line;
+pub mod log_line;

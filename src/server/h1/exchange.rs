@@ -7,9 +7,7 @@ use super::head::{ParsedResponse, RawRequest};
 use super::relay::{read_until, relay_response};
 use super::write::{self, line};
 use super::{Conn, Next};
-use crate::observe::access_log::LogOnEnd;
-use crate::pipeline::body::OnBodyEnd;
-use crate::pipeline::ctx::RequestCtx;
+use crate::observe::log_line::Line;
 use crate::pipeline::interim::forwardable;
 use crate::pipeline::respond::ProxyError;
 use crate::route::{Action, RequestView, Route};
@@ -162,23 +160,26 @@ fn finish(
     if let (Some(log), Some(started)) = (rt.access_log(), started) {
         let (buf, head) = (&c.rbuf[..], &c.head);
         let view = RawRequest { buf, head };
-        let ctx = RequestCtx {
-            received: std::time::SystemTime::now() - started.elapsed(),
-            started,
-            client: info.peer,
-            method: http::Method::from_bytes(view.method().as_bytes()).unwrap_or(http::Method::GET),
-            host: routing_host(head.host.as_ref().map(|r| &buf[r.clone()]).unwrap_or(b"")).into_owned(),
-            path: view.path().to_string(),
+        let host = routing_host(head.host.as_ref().map(|r| &buf[r.clone()]).unwrap_or(b""));
+        let duration = started.elapsed();
+        log.log(&Line {
+            received: std::time::SystemTime::now() - duration,
+            client: info.peer.ip(),
+            method: view.method(),
+            host: &host,
+            path: view.path(),
             proto: "HTTP/1.1",
-            request_id: http::HeaderValue::from_bytes(request_id).unwrap_or(http::HeaderValue::from_static("-")),
-            bytes_in: head.content_length.unwrap_or(0),
             status: outcome.status,
-            route: route.map(|r| r.name.clone()),
-            upstream: outcome.upstream,
+            bytes_in: head.content_length.unwrap_or(0),
+            bytes_out: outcome.bytes_out,
+            duration,
+            route: route.map(|r| &*r.name),
+            upstream: outcome.upstream.as_deref(),
             upstream_time: outcome.upstream_time,
-            error: outcome.error,
-        };
-        LogOnEnd::new(ctx, log).finish(outcome.complete, outcome.bytes_out);
+            request_id: std::str::from_utf8(request_id).unwrap_or("-"),
+            error: outcome.error.as_deref(),
+            complete: outcome.complete,
+        });
     }
     outcome.next
 }
