@@ -4,7 +4,10 @@
 stime of each proxy's process tree from /proc around identical wrk runs.
 
 Layout as in shared/bench: proxy pinned to the last CPU, origin (nginx) and wrk on the others.
-Usage: bench/cpu_split.py [--rounds 3] [--duration 8] [--conns 64] [--paths /,/1k]
+With `--access-log` both proxies log every request to a file: nginx its default `combined`
+format, unbuffered (one write per request, as nginx ships), frontdesk its JSON lines.
+
+Usage: bench/cpu_split.py [--rounds 3] [--duration 8] [--conns 64] [--paths /,/1k] [--access-log]
 Needs nginx, wrk, taskset; frontdesk built with `cargo build --release`.
 """
 import argparse, os, re, shutil, signal, subprocess, sys, tempfile, time
@@ -96,6 +99,7 @@ def main():
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--paths", default="/,/1k")
+    ap.add_argument("--access-log", action="store_true", help="both proxies log to a file")
     args = ap.parse_args()
     proxy_cpu, load_cpus = split_cpus()
     work = tempfile.mkdtemp(prefix="cpusplit-")
@@ -123,10 +127,16 @@ http {{ access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
         values = dict(listen="127.0.0.1:29111", listen_h2="127.0.0.1:29112", up1="127.0.0.1:29101",
                       up2="127.0.0.1:29102", workers=1, workdir=f"{work}/nginx")
         os.makedirs(f"{work}/nginx/tmp", exist_ok=True)
-        open(f"{work}/nginx.conf", "w").write(render(os.path.join(SHARED, "nginx.conf"), values))
+        nginx_conf = render(os.path.join(SHARED, "nginx.conf"), values)
+        if args.access_log:
+            nginx_conf = nginx_conf.replace("access_log off;", f"access_log {work}/nginx-access.log;")
+        open(f"{work}/nginx.conf", "w").write(nginx_conf)
         nginx = start(["nginx", "-p", f"{work}/nginx", "-c", f"{work}/nginx.conf", "-e", "stderr"], proxy_cpu)
         values.update(listen="127.0.0.1:29121", listen_h2="127.0.0.1:29122")
-        open(f"{work}/frontdesk.toml", "w").write(render(os.path.join(HERE, "frontdesk.toml"), values))
+        frontdesk_conf = render(os.path.join(HERE, "frontdesk.toml"), values)
+        if args.access_log:
+            frontdesk_conf = frontdesk_conf.replace('access = "off"', f'access = "{work}/frontdesk-access.log"')
+        open(f"{work}/frontdesk.toml", "w").write(frontdesk_conf)
         fd = start([frontdesk_bin(), "run", "--config", f"{work}/frontdesk.toml"], proxy_cpu)
         for port in (29101, 29111, 29121):
             wait_port(port)
@@ -157,7 +167,8 @@ http {{ access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
                 u, k, rps = med([r[0] for r in rs]), med([r[1] for r in rs]), med([r[2] for r in rs])
                 t = med([r[0] + r[1] for r in rs])  # the median total, not the sum of the two medians
                 print(f"| {path} | {name} | {rps:,.0f} | {u:.2f} | {k:.2f} | {t:.2f} | {u / nu:.2f} | {t / nt:.2f} |")
-        print(f"\n{args.rounds} rounds x {args.duration}s, {args.conns} connections, medians; proxy on CPU {proxy_cpu}, wrk and origin on {load_cpus}.")
+        print(f"\n{args.rounds} rounds x {args.duration}s, {args.conns} connections, medians, access log "
+              f"{'on' if args.access_log else 'off'}; proxy on CPU {proxy_cpu}, wrk and origin on {load_cpus}.")
     finally:
         stop_all(procs)
         shutil.rmtree(work, ignore_errors=True)
