@@ -40,6 +40,9 @@ const HOSTILE: &[&[u8]] = &[
     b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close, x-a\r\nX-A: 1\r\n\r\n",
     b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
     b"\r\n\r\nGET /x HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+    // Quotes, a backslash and UTF-8 in the target: the proxy forwards it, the origin refuses
+    // it, and the access log must still write a JSON line for it.
+    "GET /x/\"q\"\\b/\u{e9}\u{1f600} HTTP/1.1\r\nHost: x\r\n\r\n".as_bytes(),
 ];
 
 /// Statuses of the responses in `got` so far (one per status line; the bodies here never

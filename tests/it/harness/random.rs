@@ -151,7 +151,8 @@ pub async fn run(
     hostile: fn(&mut Rng) -> Script,
 ) -> Run {
     let origin = reading_origin().await;
-    let (proc, addr) = Process::start(&fixed_and_origin_config(tag, origin.addr));
+    let (config, log) = fixed_and_origin_config(tag, origin.addr);
+    let (proc, addr) = Process::start(&config);
     let addr: SocketAddr = addr.parse().unwrap();
     let seed = Rng::seed(seed_var, default_seed);
     let mut r = Rng(seed);
@@ -172,6 +173,7 @@ pub async fn run(
         addr,
         proc,
         origin,
+        log,
         seed,
         failures,
         to_origin,
@@ -183,6 +185,7 @@ pub struct Run {
     pub addr: SocketAddr,
     proc: Process,
     origin: super::Origin,
+    log: std::path::PathBuf,
     seed: u64,
     failures: Vec<String>,
     to_origin: usize,
@@ -202,6 +205,26 @@ impl Run {
             reached >= to_origin,
             "{reached} requests reached the origin, {to_origin} expected at least"
         );
+        // Whatever the requests carried, each access log line is one JSON object, and every
+        // request for the origin has one (lines are written in batches: give them a moment).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let text = loop {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if text.lines().count() >= to_origin || std::time::Instant::now() > deadline {
+                break text;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("seed {seed:#x}: access log line is not JSON ({e}): {line:?}"));
+            assert!(v["status"].is_u64() && v["path"].is_string(), "seed {seed:#x}: {line}");
+        }
+        assert!(
+            text.lines().count() >= to_origin,
+            "seed {seed:#x}: {} access log lines for {to_origin} requests to the origin",
+            text.lines().count()
+        );
     }
 }
 
@@ -216,19 +239,22 @@ fn panics(proc: &mut Process) -> Vec<String> {
 }
 
 /// Writes a config file for `Process::start`: one plain listener, `/fixed` answered by the
-/// proxy itself, everything else proxied to `origin`.
-fn fixed_and_origin_config(tag: &str, origin: SocketAddr) -> std::path::PathBuf {
-    let path = super::tls::temp_dir(tag).join("frontdesk.toml");
+/// proxy itself, everything else proxied to `origin`, the access log in the same folder.
+/// Returns the paths of the config and of the log.
+fn fixed_and_origin_config(tag: &str, origin: SocketAddr) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = super::tls::temp_dir(tag);
+    let (path, log) = (dir.join("frontdesk.toml"), dir.join("access.log"));
     std::fs::write(
         &path,
         format!(
-            "[log]\naccess = \"off\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\n[upstream.app]\nservers = [\"{origin}\"]\n\
+            "[log]\naccess = \"{}\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\n[upstream.app]\nservers = [\"{origin}\"]\n\
              [[route]]\nmatch = {{ path = \"/fixed\" }}\nrespond = {{ status = 200, body = \"fixed\" }}\n\
-             [[route]]\nupstream = \"app\"\n"
+             [[route]]\nupstream = \"app\"\n",
+            log.display()
         ),
     )
     .unwrap();
-    path
+    (path, log)
 }
 
 /// An origin that reads each request's whole body, then answers 200 "o" (one that answers
