@@ -157,6 +157,7 @@ pub async fn serve_until_signal(proxy: &Proxy, file: Option<(PathBuf, String)>) 
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
     let (path, mut last_text) = match file {
         Some((p, text)) => (Some(p), Some(text)),
         None => (None, None),
@@ -179,6 +180,11 @@ pub async fn serve_until_signal(proxy: &Proxy, file: Option<(PathBuf, String)>) 
                         last_text = now;
                         reload_from(proxy, p, "file change");
                     }
+                }
+            }
+            _ = usr1.recv() => {
+                if let Some(log) = proxy.runtime().access_log() {
+                    log.reopen();
                 }
             }
             _ = term.recv() => break,

@@ -27,11 +27,20 @@ const BATCH_BYTES: usize = 32 * 1024;
 /// The longest a line waits in a busy worker's batch.
 const BATCH_AGE: Duration = Duration::from_millis(200);
 
+/// What the writer thread is handed.
+enum ToWriter {
+    Lines(Vec<u8>),
+    /// Open the file again by its name (after a log rotation moved it away).
+    Reopen,
+    /// Write what came before, then stop.
+    Close,
+}
+
 /// The process's access log. It lives as long as the process (set once at start, kept across
 /// reloads), so requests hold a plain reference instead of counting references to it; only its
 /// writer thread ends, with the runtime that started it (`close`).
 pub struct AccessLog {
-    tx: SyncSender<Vec<u8>>,
+    tx: SyncSender<ToWriter>,
     dropped: AtomicU64,
     /// Batches handed to the writer and not yet written.
     queued: Arc<AtomicU64>,
@@ -40,18 +49,18 @@ pub struct AccessLog {
 impl AccessLog {
     /// Starts the writer thread; None when the target is `off`.
     pub fn start(target: &AccessLogTarget) -> std::io::Result<Option<&'static AccessLog>> {
-        let out: Box<dyn Write + Send> = match target {
+        let (out, path): (Box<dyn Write + Send>, _) = match target {
             AccessLogTarget::Off => return Ok(None),
-            AccessLogTarget::Stdout => Box::new(std::io::stdout()),
-            AccessLogTarget::Stderr => Box::new(std::io::stderr()),
-            AccessLogTarget::File(path) => Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
+            AccessLogTarget::Stdout => (Box::new(std::io::stdout()), None),
+            AccessLogTarget::Stderr => (Box::new(std::io::stderr()), None),
+            AccessLogTarget::File(path) => (Box::new(open(path)?), Some(path.clone())),
         };
         let (tx, rx) = sync_channel(QUEUE);
         let queued = Arc::new(AtomicU64::new(0));
         let written = queued.clone();
         std::thread::Builder::new()
             .name("frontdesk-access-log".into())
-            .spawn(move || write_batches(rx, out, &written))?;
+            .spawn(move || write_batches(rx, out, path, &written))?;
         let log = AccessLog {
             tx,
             dropped: AtomicU64::new(0),
@@ -76,10 +85,21 @@ impl AccessLog {
     }
 
     /// Stops the writer thread once it has written what it was given (the runtime that owns
-    /// the log is gone; lines that still come are counted as dropped). An empty batch is the
-    /// signal: `Batch::hand_over` never sends one.
+    /// the log is gone; lines that still come are counted as dropped).
     pub fn close(&self) {
-        let _ = self.tx.try_send(Vec::new());
+        let _ = self.tx.try_send(ToWriter::Close);
+    }
+
+    /// Has the writer open its file again by name, as nginx does on SIGUSR1: after a log
+    /// rotation renamed the file, lines go to a new one. Lines already queued go to the old one.
+    pub fn reopen(&self) {
+        match self.tx.try_send(ToWriter::Reopen) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!("access log: the writer is behind; not reopened, send the signal again")
+            }
+            Err(TrySendError::Disconnected(_)) => tracing::warn!("access log: the writer has stopped"),
+        }
     }
 
     /// Adds `line` to the calling thread's batch.
@@ -130,7 +150,7 @@ impl Batch {
         let capacity = if self.worker { BATCH_BYTES + BATCH_BYTES / 4 } else { 0 };
         let bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(capacity));
         log.queued.fetch_add(1, Ordering::AcqRel);
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = log.tx.try_send(bytes) {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = log.tx.try_send(ToWriter::Lines(bytes)) {
             log.queued.fetch_sub(1, Ordering::AcqRel);
             log.dropped.fetch_add(self.lines, Ordering::Relaxed);
         }
@@ -161,22 +181,42 @@ pub fn flush_thread_batch() {
     });
 }
 
-fn write_batches(rx: Receiver<Vec<u8>>, mut out: Box<dyn Write + Send>, queued: &AtomicU64) {
-    let mut open = true;
-    while open {
-        let Ok(mut batch) = rx.recv() else { break };
+fn open(path: &str) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().create(true).append(true).open(path)
+}
+
+fn write_batches(rx: Receiver<ToWriter>, mut out: Box<dyn Write + Send>, path: Option<String>, queued: &AtomicU64) {
+    while let Ok(mut msg) = rx.recv() {
         let mut written = 0;
         // Flush when the queue is drained so lines appear promptly at low rates.
         loop {
-            if batch.is_empty() {
-                open = false;
-            } else {
-                let _ = out.write_all(&batch);
-                written += 1;
+            match msg {
+                ToWriter::Lines(batch) => {
+                    let _ = out.write_all(&batch);
+                    written += 1;
+                }
+                ToWriter::Reopen => {
+                    let _ = out.flush();
+                    match path.as_deref().map(open) {
+                        Some(Ok(file)) => {
+                            out = Box::new(file);
+                            tracing::info!(path = path.as_deref().unwrap_or(""), "access log reopened");
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "access log: cannot reopen, still writing to the old file")
+                        }
+                        None => tracing::info!("access log reopened (standard stream: nothing to do)"),
+                    }
+                }
+                ToWriter::Close => {
+                    let _ = out.flush();
+                    queued.fetch_sub(written, Ordering::AcqRel);
+                    return;
+                }
             }
             match rx.try_recv() {
-                Ok(next) if open => batch = next,
-                _ => break,
+                Ok(next) => msg = next,
+                Err(_) => break,
             }
         }
         let _ = out.flush();

@@ -171,6 +171,54 @@ async fn access_log_batches_of_the_workers_all_reach_the_file() {
     }
 }
 
+/// Log rotation as logrotate does it with nginx: the file is renamed, SIGUSR1 makes the proxy
+/// open it again by name, and later lines go to the new file.
+#[tokio::test]
+async fn sigusr1_reopens_the_access_log_after_a_rotation() {
+    let dir = temp_dir("logrotate");
+    let origin = Origin::named("o").await;
+    let (log, rotated, path) = (
+        dir.join("access.log"),
+        dir.join("access.log.1"),
+        dir.join("frontdesk.toml"),
+    );
+    let cfg = format!(
+        "[runtime]\nwatch = false\n[log]\naccess = \"{}\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\n[upstream.app]\nservers = [\"{}\"]\n[[route]]\nupstream = \"app\"\n",
+        log.display(),
+        origin.addr
+    );
+    std::fs::write(&path, cfg).unwrap();
+    let (mut proc, addr) = crate::harness::process::Process::start(&path);
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let lines = |p: &std::path::Path| {
+        std::fs::read_to_string(p)
+            .map(|s| s.lines().map(str::to_string).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+
+    assert_eq!(get(addr, "/before").await.status, 200);
+    eventually(Duration::from_secs(5), "first line", || async {
+        lines(&log).len() == 1
+    })
+    .await;
+    std::fs::rename(&log, &rotated).unwrap();
+    proc.signal("-USR1");
+    proc.wait_for("access log reopened");
+    assert_eq!(get(addr, "/after").await.status, 200);
+    eventually(Duration::from_secs(5), "a line in the new file", || async {
+        lines(&log).len() == 1
+    })
+    .await;
+
+    let (new, old) = (lines(&log), lines(&rotated));
+    assert!(new[0].contains("\"path\":\"/after\""), "{new:?}");
+    assert_eq!(old.len(), 1, "{old:?}");
+    assert!(old[0].contains("\"path\":\"/before\""), "{old:?}");
+    proc.signal("-TERM");
+    proc.wait_for("frontdesk stopped");
+    assert!(proc.child.wait().unwrap().success());
+}
+
 #[tokio::test]
 async fn process_reloads_on_file_change_and_sighup_and_drains_on_sigterm() {
     let dir = temp_dir("proc");
