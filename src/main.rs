@@ -121,15 +121,15 @@ fn build_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Run when a worker is about to wait for work.
+/// Run when a worker is about to wait for work: the moment to hand its access log lines to the
+/// writer (they need not wait any longer) and to let mimalloc give memory back.
 fn on_park() {
     frontdesk::observe::access_log::flush_thread_batch();
     return_freed_memory();
 }
 
-/// At most once a second per worker, lets mimalloc
-/// hand the pages its thread freed back to the system. mimalloc keeps emptied pages with the
-/// thread and purges them (after a second) only from later allocations that need fresh pages,
+/// At most once a second per worker, lets mimalloc hand the pages its thread freed back to the
+/// system. mimalloc keeps emptied pages with the thread and purges them (after a second) only from later allocations that need fresh pages,
 /// which a worker whose connections went idle does not make: the RSS of 10,000 idle
 /// connections stayed at whatever the burst that opened them peaked at (3–7 KiB each, run to
 /// run) instead of about 2 KiB (bench/idle_conns.py). The first call after a release schedules
