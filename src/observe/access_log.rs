@@ -41,9 +41,16 @@ enum ToWriter {
 /// writer thread ends, with the runtime that started it (`close`).
 pub struct AccessLog {
     tx: SyncSender<ToWriter>,
+    counts: Arc<Counts>,
+}
+
+/// Shared by the requests' threads and the writer.
+#[derive(Default)]
+struct Counts {
+    /// Lines lost because the writer's queue was full (or it had stopped).
     dropped: AtomicU64,
     /// Batches handed to the writer and not yet written.
-    queued: Arc<AtomicU64>,
+    queued: AtomicU64,
 }
 
 impl AccessLog {
@@ -55,23 +62,27 @@ impl AccessLog {
             AccessLogTarget::Stderr => (Box::new(std::io::stderr()), None),
             AccessLogTarget::File(path) => (Box::new(open(path)?), Some(path.clone())),
         };
+        Self::start_writer(out, path).map(Some)
+    }
+
+    fn start_writer(out: Box<dyn Write + Send>, path: Option<String>) -> std::io::Result<&'static AccessLog> {
         let (tx, rx) = sync_channel(QUEUE);
-        let queued = Arc::new(AtomicU64::new(0));
-        let written = queued.clone();
+        let counts = Arc::new(Counts::default());
+        let writer = Writer {
+            out,
+            path,
+            counts: counts.clone(),
+            reported: 0,
+        };
         std::thread::Builder::new()
             .name("frontdesk-access-log".into())
-            .spawn(move || write_batches(rx, out, path, &written))?;
-        let log = AccessLog {
-            tx,
-            dropped: AtomicU64::new(0),
-            queued,
-        };
-        Ok(Some(Box::leak(Box::new(log))))
+            .spawn(move || writer.run(rx))?;
+        Ok(Box::leak(Box::new(AccessLog { tx, counts })))
     }
 
     /// Lines lost because the writer could not keep up.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.counts.dropped.load(Ordering::Relaxed)
     }
 
     /// On shutdown: hands over the calling thread's batch and waits, up to `limit`, until the
@@ -79,7 +90,7 @@ impl AccessLog {
     pub fn sync(&self, limit: Duration) {
         flush_thread_batch();
         let deadline = Instant::now() + limit;
-        while self.queued.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        while self.counts.queued.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
@@ -125,7 +136,7 @@ impl AccessLog {
         });
         if added.is_err() {
             // The thread is exiting and its batch is gone: count the line as lost.
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.counts.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -149,10 +160,11 @@ impl Batch {
         }
         let capacity = if self.worker { BATCH_BYTES + BATCH_BYTES / 4 } else { 0 };
         let bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(capacity));
-        log.queued.fetch_add(1, Ordering::AcqRel);
+        let counts = &log.counts;
+        counts.queued.fetch_add(1, Ordering::AcqRel);
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = log.tx.try_send(ToWriter::Lines(bytes)) {
-            log.queued.fetch_sub(1, Ordering::AcqRel);
-            log.dropped.fetch_add(self.lines, Ordering::Relaxed);
+            counts.queued.fetch_sub(1, Ordering::AcqRel);
+            counts.dropped.fetch_add(self.lines, Ordering::Relaxed);
         }
         self.lines = 0;
         self.oldest = None;
@@ -181,47 +193,72 @@ pub fn flush_thread_batch() {
     });
 }
 
-fn open(path: &str) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new().create(true).append(true).open(path)
+/// The writer thread's side.
+struct Writer {
+    out: Box<dyn Write + Send>,
+    /// The file's name, to open it again on `Reopen`; None for stdout and stderr.
+    path: Option<String>,
+    counts: Arc<Counts>,
+    /// Dropped lines already reported.
+    reported: u64,
 }
 
-fn write_batches(rx: Receiver<ToWriter>, mut out: Box<dyn Write + Send>, path: Option<String>, queued: &AtomicU64) {
-    while let Ok(mut msg) = rx.recv() {
-        let mut written = 0;
-        // Flush when the queue is drained so lines appear promptly at low rates.
-        loop {
-            match msg {
-                ToWriter::Lines(batch) => {
-                    let _ = out.write_all(&batch);
-                    written += 1;
-                }
-                ToWriter::Reopen => {
-                    let _ = out.flush();
-                    match path.as_deref().map(open) {
-                        Some(Ok(file)) => {
-                            out = Box::new(file);
-                            tracing::info!(path = path.as_deref().unwrap_or(""), "access log reopened");
-                        }
-                        Some(Err(e)) => {
-                            tracing::warn!(error = %e, "access log: cannot reopen, still writing to the old file")
-                        }
-                        None => tracing::info!("access log reopened (standard stream: nothing to do)"),
+impl Writer {
+    fn run(mut self, rx: Receiver<ToWriter>) {
+        while let Ok(mut msg) = rx.recv() {
+            let mut written = 0;
+            // Flush when the queue is drained so lines appear promptly at low rates.
+            let open = loop {
+                match msg {
+                    ToWriter::Lines(batch) => {
+                        let _ = self.out.write_all(&batch);
+                        written += 1;
                     }
+                    ToWriter::Reopen => self.reopen(),
+                    ToWriter::Close => break false,
                 }
-                ToWriter::Close => {
-                    let _ = out.flush();
-                    queued.fetch_sub(written, Ordering::AcqRel);
-                    return;
+                match rx.try_recv() {
+                    Ok(next) => msg = next,
+                    Err(_) => break true,
                 }
-            }
-            match rx.try_recv() {
-                Ok(next) => msg = next,
-                Err(_) => break,
+            };
+            let _ = self.out.flush();
+            self.counts.queued.fetch_sub(written, Ordering::AcqRel);
+            self.report_dropped();
+            if !open {
+                return;
             }
         }
-        let _ = out.flush();
-        queued.fetch_sub(written, Ordering::AcqRel);
     }
+
+    fn reopen(&mut self) {
+        let _ = self.out.flush();
+        match self.path.as_deref().map(open) {
+            Some(Ok(file)) => {
+                self.out = Box::new(file);
+                tracing::info!(path = self.path.as_deref().unwrap_or(""), "access log reopened");
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "access log: cannot reopen, still writing to the old file"),
+            None => tracing::info!("access log reopened (standard stream: nothing to do)"),
+        }
+    }
+
+    /// Lines lost since the last report, as a warning on stderr: the destination is too slow.
+    fn report_dropped(&mut self) {
+        let dropped = self.counts.dropped.load(Ordering::Relaxed);
+        if dropped > self.reported {
+            tracing::warn!(
+                lines = dropped - self.reported,
+                total = dropped,
+                "access log lines dropped: the destination is slower than the requests"
+            );
+            self.reported = dropped;
+        }
+    }
+}
+
+fn open(path: &str) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().create(true).append(true).open(path)
 }
 
 /// Writes the request's log line when its response body ends.
@@ -265,6 +302,57 @@ mod tests {
             error: None,
         };
         LogOnEnd::new(ctx, log).finish(true, 1);
+    }
+
+    /// A destination that takes nothing until `open` is set.
+    struct Gate {
+        open: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+        got: Arc<std::sync::Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Gate {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let (open, cv) = &*self.open;
+            let _open = cv.wait_while(open.lock().unwrap(), |open| !*open).unwrap();
+            self.got.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_beyond_a_full_queue_are_dropped_and_counted() {
+        let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = Gate {
+            open: gate.clone(),
+            got: got.clone(),
+        };
+        let log = AccessLog::start_writer(Box::new(writer), None).unwrap();
+        // This thread never parks, so each line is a batch of its own: the writer blocks on the
+        // first, the queue takes QUEUE more, the rest are dropped.
+        let total = QUEUE as u64 + 50;
+        for i in 0..total {
+            line(log, &format!("/{i}"));
+        }
+        let dropped = log.dropped();
+        assert!(
+            (total - QUEUE as u64 - 1..=total - QUEUE as u64).contains(&dropped),
+            "{dropped}"
+        );
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        log.sync(Duration::from_secs(5));
+        let written = got
+            .lock()
+            .unwrap()
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count() as u64;
+        assert_eq!(written + dropped, total);
+        log.close();
     }
 
     #[test]
