@@ -113,24 +113,19 @@ impl AccessLog {
         }
     }
 
-    /// Adds `line` to the calling thread's batch.
-    pub fn log(&'static self, line: &Line) {
-        self.append(|buf| log_line::write(buf, line));
-    }
-
-    /// Adds one line, written by `line` into the calling thread's batch.
-    fn append(&'static self, line: impl FnOnce(&mut Vec<u8>)) {
+    /// Adds `line` to the calling thread's batch. `now` is when the request ended (the caller
+    /// has read the clock for the line's duration already).
+    pub fn log(&'static self, line: &Line, now: Instant) {
         let added = BATCH.try_with(|batch| {
             let mut b = batch.borrow_mut();
             if b.log.is_some_and(|log| !std::ptr::eq(log, self)) {
                 b.hand_over();
             }
             b.log = Some(self);
-            line(&mut b.buf);
+            log_line::write(&mut b.buf, line);
             b.lines += 1;
-            let now = Instant::now();
             let oldest = *b.oldest.get_or_insert(now);
-            if !b.worker || b.buf.len() >= BATCH_BYTES || now.duration_since(oldest) >= BATCH_AGE {
+            if !b.worker || b.buf.len() >= BATCH_BYTES || now.saturating_duration_since(oldest) >= BATCH_AGE {
                 b.hand_over();
             }
         });
@@ -275,8 +270,14 @@ impl LogOnEnd {
 
 impl OnBodyEnd for LogOnEnd {
     fn finish(&mut self, complete: bool, bytes: u64) {
-        let elapsed = self.ctx.started.elapsed();
-        self.log.log(&Line::of(&self.ctx, elapsed, complete, bytes));
+        let now = Instant::now();
+        let line = Line::of(
+            &self.ctx,
+            now.saturating_duration_since(self.ctx.started),
+            complete,
+            bytes,
+        );
+        self.log.log(&line, now);
     }
 }
 

@@ -105,6 +105,24 @@ async fn access_log_writes_one_json_line_per_request() {
     }
 }
 
+/// The real binary with `workers` workers, proxying to `origin` and logging to `log`; its config
+/// file goes in `dir`.
+fn logging_process(
+    dir: &std::path::Path,
+    workers: usize,
+    log: &std::path::Path,
+    origin: std::net::SocketAddr,
+) -> (crate::harness::process::Process, std::net::SocketAddr) {
+    let path = dir.join(format!("frontdesk-{workers}.toml"));
+    let cfg = format!(
+        "[runtime]\nworkers = {workers}\nwatch = false\n[log]\naccess = \"{}\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\n[upstream.app]\nservers = [\"{origin}\"]\n[[route]]\nupstream = \"app\"\n",
+        log.display()
+    );
+    std::fs::write(&path, cfg).unwrap();
+    let (proc, addr) = crate::harness::process::Process::start(&path);
+    (proc, addr.parse().unwrap())
+}
+
 /// The real binary batches each worker's lines and hands them over when the worker runs out of
 /// work: every line arrives, promptly, with one and two workers, and the last ones before a
 /// SIGTERM are written before the process exits.
@@ -114,15 +132,7 @@ async fn access_log_batches_of_the_workers_all_reach_the_file() {
     let origin = Origin::named("o").await;
     for workers in [1, 2] {
         let log = dir.join(format!("access-{workers}.log"));
-        let path = dir.join(format!("frontdesk-{workers}.toml"));
-        let cfg = format!(
-            "[runtime]\nworkers = {workers}\nwatch = false\n[log]\naccess = \"{}\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\n[upstream.app]\nservers = [\"{}\"]\n[[route]]\nupstream = \"app\"\n",
-            log.display(),
-            origin.addr
-        );
-        std::fs::write(&path, cfg).unwrap();
-        let (mut proc, addr) = crate::harness::process::Process::start(&path);
-        let addr: std::net::SocketAddr = addr.parse().unwrap();
+        let (mut proc, addr) = logging_process(&dir, workers, &log, origin.addr);
         let clients: Vec<_> = (0..4)
             .map(|c| {
                 tokio::spawn(async move {
@@ -177,19 +187,8 @@ async fn access_log_batches_of_the_workers_all_reach_the_file() {
 async fn sigusr1_reopens_the_access_log_after_a_rotation() {
     let dir = temp_dir("logrotate");
     let origin = Origin::named("o").await;
-    let (log, rotated, path) = (
-        dir.join("access.log"),
-        dir.join("access.log.1"),
-        dir.join("frontdesk.toml"),
-    );
-    let cfg = format!(
-        "[runtime]\nwatch = false\n[log]\naccess = \"{}\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\n[upstream.app]\nservers = [\"{}\"]\n[[route]]\nupstream = \"app\"\n",
-        log.display(),
-        origin.addr
-    );
-    std::fs::write(&path, cfg).unwrap();
-    let (mut proc, addr) = crate::harness::process::Process::start(&path);
-    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let (log, rotated) = (dir.join("access.log"), dir.join("access.log.1"));
+    let (mut proc, addr) = logging_process(&dir, 1, &log, origin.addr);
     let lines = |p: &std::path::Path| {
         std::fs::read_to_string(p)
             .map(|s| s.lines().map(str::to_string).collect::<Vec<_>>())

@@ -161,8 +161,9 @@ fn finish(
         let (buf, head) = (&c.rbuf[..], &c.head);
         let view = RawRequest { buf, head };
         let host = routing_host(head.host.as_ref().map(|r| &buf[r.clone()]).unwrap_or(b""));
-        let duration = started.elapsed();
-        log.log(&Line {
+        let now = Instant::now();
+        let duration = now.saturating_duration_since(started);
+        let line = Line {
             received: std::time::SystemTime::now() - duration,
             client: info.peer.ip(),
             method: view.method(),
@@ -179,7 +180,8 @@ fn finish(
             request_id: std::str::from_utf8(request_id).unwrap_or("-"),
             error: outcome.error.as_deref(),
             complete: outcome.complete,
-        });
+        };
+        log.log(&line, now);
     }
     outcome.next
 }
