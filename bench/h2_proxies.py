@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """HTTP/2 requests per proxy CPU-second: frontdesk against HAProxy and nginx, as the performance
 issue's target 3 states it — `h2load -m 100`, over h2c (prior knowledge) and over TLS (ALPN h2,
-ECDSA P-256). The shared harness covers h2c at `-m 10` only; this script adds the rest.
+ECDSA P-256). The shared harness covers h2c at `-m 10` only; this script adds the rest. Mode
+`h1tls` measures HTTP/1.1 over TLS (ALPN http/1.1, one request at a time per keep-alive
+connection), which the harness does not cover either.
 
 Each proxy runs one worker pinned to the last CPU and balances over two nginx origins serving
 files of 100 B (`/`), 1 KiB (`/1k`) and 64 KiB (`/64k`) with keep-alive; h2load and the
@@ -9,7 +11,7 @@ origins run on the other CPUs. Rounds are interleaved; the figures are medians o
 and the ratios are medians of the per-round ratios. Proxy CPU is read from /proc.
 
 Usage: bench/h2_proxies.py [--rounds 3] [--seconds 6] [--conns 64] [--streams 100]
-                           [--paths /,/1k,/64k] [--modes h2c,tls]
+                           [--paths /,/1k,/64k] [--modes h2c,tls,h1tls]
 """
 import argparse, os, re, shutil, subprocess, sys, tempfile
 
@@ -89,8 +91,10 @@ upstream = "origins"
 """)
 
 
-def run_load(url, args, load_cpus):
-    out = subprocess.run(["taskset", "-c", load_cpus, "h2load", "-c", str(args.conns), "-m", str(args.streams),
+def run_load(url, args, load_cpus, mode):
+    # HTTP/1.1 over TLS: one request at a time per keep-alive connection (h2load's -m would pipeline).
+    proto = ["--h1", "-m", "1"] if mode == "h1tls" else ["-m", str(args.streams)]
+    out = subprocess.run(["taskset", "-c", load_cpus, "h2load", "-c", str(args.conns), *proto,
                           "-D", str(args.seconds), url], capture_output=True, text=True).stdout
     m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
     if not m or int(m.group(2)) == 0:
@@ -140,12 +144,12 @@ def main():
                         port = PORTS[name][0 if mode == "h2c" else 1]
                         scheme = "http" if mode == "h2c" else "https"
                         u0, s0 = cpu(proc.pid)
-                        done = run_load(f"{scheme}://127.0.0.1:{port}{path}", args, load_cpus)
+                        done = run_load(f"{scheme}://127.0.0.1:{port}{path}", args, load_cpus, mode)
                         u1, s1 = cpu(proc.pid)
                         used = max(u1 + s1 - u0 - s0, 1e-3)
                         results.setdefault((mode, path, name), []).append((done / args.seconds, done / used))
         med = lambda xs: sorted(xs)[len(xs) // 2]
-        print(f"h2load -c{args.conns} -m{args.streams}, {args.rounds} rounds x {args.seconds} s, "
+        print(f"h2load -c{args.conns} -m{args.streams} (h1tls: --h1 -m1), {args.rounds} rounds x {args.seconds} s, "
               f"proxies on CPU {proxy_cpu}, load and origins on {load_cpus}\n")
         print("| mode | path | frontdesk req/CPU-s | HAProxy | nginx | vs HAProxy | vs nginx | frontdesk req/s | HAProxy req/s |")
         print("|---|---|---:|---:|---:|---:|---:|---:|---:|")

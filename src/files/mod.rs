@@ -1,7 +1,8 @@
 //! Static files (`files = { root = ... }` on a route): index files, Content-Type by extension,
 //! ETag and Last-Modified with conditional requests, single and multiple ranges, and
 //! precompressed `.br` / `.zst` / `.gz` siblings chosen by Accept-Encoding. Bodies stream from
-//! the file; nothing outside the root is ever opened.
+//! the file; nothing outside the root is ever opened. Files are opened and read on the worker
+//! thread, as nginx does without `aio` (see `resolve`).
 
 mod resolve;
 
@@ -13,8 +14,8 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use resolve::Resolved;
-use std::fs::Metadata;
-use std::io::{Read, Seek, SeekFrom};
+use std::fs::{File, Metadata};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -39,7 +40,7 @@ fn suffix(c: Coding) -> &'static str {
 
 /// The file chosen for a request: the resolved one or its precompressed sibling.
 struct Chosen {
-    path: PathBuf,
+    file: File,
     meta: Metadata,
     /// Content-Type of the original file.
     mime: String,
@@ -52,17 +53,13 @@ impl FileServer {
         if parts.method != Method::GET && parts.method != Method::HEAD {
             return Err(ProxyError::MethodNotAllowed);
         }
-        let (root, index, url_path) = (self.root.clone(), self.index.clone(), path.to_string());
         // Only offer precompressed files when the client would take them, and never for ranges.
         let wants: Vec<Coding> = if self.precompressed.is_empty() || parts.headers.contains_key(header::RANGE) {
             Vec::new()
         } else {
             crate::compress::preference(&self.precompressed, &parts.headers)
         };
-        let chosen = tokio::task::spawn_blocking(move || choose(&root, &url_path, &index, &wants))
-            .await
-            .map_err(|e| ProxyError::FileRead(e.to_string()))??;
-        let Some(chosen) = chosen else {
+        let Some(chosen) = choose(&self.root, path, &self.index, &wants)? else {
             return Ok(add_slash(parts));
         };
         let mut headers = HeaderMap::new();
@@ -100,7 +97,7 @@ impl FileServer {
         let (status, body) = match plan {
             RangePlan::Whole => {
                 headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-                (StatusCode::OK, file_body(&chosen.path, 0, len, head_only).await?)
+                (StatusCode::OK, file_body(chosen.file, 0, len, head_only))
             }
             RangePlan::Unsatisfiable(extra) => {
                 headers.extend(extra);
@@ -113,21 +110,17 @@ impl FileServer {
                     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start + 1));
                     (
                         StatusCode::PARTIAL_CONTENT,
-                        file_body(&chosen.path, start, end - start + 1, head_only).await?,
+                        file_body(chosen.file, start, end - start + 1, head_only),
                     )
                 }
                 _ if ranges.iter().map(|(a, b)| b - a + 1).sum::<u64>() > MAX_MULTIPART_BYTES => {
                     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-                    (StatusCode::OK, file_body(&chosen.path, 0, len, head_only).await?)
+                    (StatusCode::OK, file_body(chosen.file, 0, len, head_only))
                 }
                 _ => {
-                    let (path, mime) = (chosen.path.clone(), chosen.mime.clone());
-                    let (ctype, data) = tokio::task::spawn_blocking(move || {
-                        let mut f = std::fs::File::open(&path)?;
-                        range::multipart(&ranges, len, &mime, |start, end| read_at(&mut f, start, end))
+                    let (ctype, data) = range::multipart(&ranges, len, &chosen.mime, |start, end| {
+                        read_at(&chosen.file, start, end)
                     })
-                    .await
-                    .map_err(|e| ProxyError::FileRead(e.to_string()))?
                     .map_err(|e| ProxyError::FileRead(e.to_string()))?;
                     headers.insert(header::CONTENT_TYPE, ctype);
                     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(data.len()));
@@ -147,11 +140,11 @@ impl FileServer {
     }
 }
 
-/// Resolves the path and picks a precompressed sibling when one exists. Blocking.
+/// Resolves the path and picks a precompressed sibling when one exists.
 /// `None`: the path names a directory and lacks its trailing slash.
 fn choose(root: &Path, url_path: &str, index: &[String], wants: &[Coding]) -> Result<Option<Chosen>, ProxyError> {
-    let (path, meta) = match resolve::resolve(root, url_path, index) {
-        Resolved::File { path, meta } => (path, meta),
+    let resolve::Opened { path, file, meta } = match resolve::resolve(root, url_path, index) {
+        Resolved::File(opened) => *opened,
         Resolved::AddSlash => return Ok(None),
         Resolved::NotFound => return Err(ProxyError::NotFound),
         Resolved::Forbidden => return Err(ProxyError::Forbidden("outside the root or not a regular file")),
@@ -159,17 +152,17 @@ fn choose(root: &Path, url_path: &str, index: &[String], wants: &[Coding]) -> Re
     };
     let mime = content_type(&path);
     for &c in wants {
-        if let Some((p, m)) = resolve::sibling(root, &path, suffix(c)) {
+        if let Some((_, file, meta)) = resolve::sibling(root, &path, suffix(c)) {
             return Ok(Some(Chosen {
-                path: p,
-                meta: m,
+                file,
+                meta,
                 mime,
                 coding: Some(c),
             }));
         }
     }
     Ok(Some(Chosen {
-        path,
+        file,
         meta,
         mime,
         coding: None,
@@ -273,28 +266,19 @@ fn not_modified_or_failed(status: StatusCode, mut headers: HeaderMap) -> Respons
     r
 }
 
-async fn file_body(path: &Path, start: u64, len: u64, head_only: bool) -> Result<ResponseBody, ProxyError> {
+fn file_body(file: File, start: u64, len: u64, head_only: bool) -> ResponseBody {
     if head_only || len == 0 {
-        return Ok(ResponseBody::Empty);
+        return ResponseBody::Empty;
     }
-    let mut file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| ProxyError::FileRead(format!("{}: {e}", path.display())))?;
-    if start > 0 {
-        use tokio::io::AsyncSeekExt;
-        file.seek(SeekFrom::Start(start))
-            .await
-            .map_err(|e| ProxyError::FileRead(e.to_string()))?;
-    }
-    Ok(ResponseBody::File {
+    ResponseBody::File {
         file: Box::new(file),
+        offset: start,
         remaining: len,
-    })
+    }
 }
 
-fn read_at(f: &mut std::fs::File, start: u64, end: u64) -> std::io::Result<Bytes> {
-    f.seek(SeekFrom::Start(start))?;
+fn read_at(f: &File, start: u64, end: u64) -> std::io::Result<Bytes> {
     let mut buf = vec![0; (end - start + 1) as usize];
-    f.read_exact(&mut buf)?;
+    f.read_exact_at(&mut buf, start)?;
     Ok(Bytes::from(buf))
 }

@@ -159,10 +159,11 @@ pub enum ResponseBody {
     Upstream {
         inner: crate::upstream::UpstreamBody,
     },
-    /// `remaining` bytes of a file, from its current position.
+    /// `remaining` bytes of a file from `offset`, read on the worker thread (see `files`).
     #[cfg(feature = "acceleration")]
     File {
-        file: Box<tokio::fs::File>,
+        file: Box<std::fs::File>,
+        offset: u64,
         remaining: u64,
     },
     /// A body encoded (gzip, br, zstd) as it streams.
@@ -189,7 +190,11 @@ impl Body for ResponseBody {
             ResponseBody::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ResponseBody::Upstream { inner } => Pin::new(inner).poll_frame(cx),
             #[cfg(feature = "acceleration")]
-            ResponseBody::File { file, remaining } => poll_file(file, remaining, cx),
+            ResponseBody::File {
+                file,
+                offset,
+                remaining,
+            } => Poll::Ready(read_file(file, offset, remaining)),
             #[cfg(feature = "acceleration")]
             ResponseBody::Encoded { inner, encoder } => poll_encoded(Pin::new(inner), encoder, cx),
             #[cfg(feature = "acceleration")]
@@ -262,30 +267,31 @@ fn poll_filling(
     Poll::Ready(polled)
 }
 
-/// Reads the next piece of a file body.
+/// Reads the next piece of a file body. A read from the page cache takes microseconds; one that
+/// goes to the disk blocks the worker, as it does nginx's without `aio`.
 #[cfg(feature = "acceleration")]
-fn poll_file(
-    file: &mut tokio::fs::File,
-    remaining: &mut u64,
-    cx: &mut Context<'_>,
-) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+fn read_file(file: &std::fs::File, offset: &mut u64, remaining: &mut u64) -> Option<Result<Frame<Bytes>, BoxError>> {
+    use std::os::unix::fs::FileExt;
     const CHUNK: u64 = 64 * 1024;
     if *remaining == 0 {
-        return Poll::Ready(None);
+        return None;
     }
     let mut buf = vec![0u8; (*remaining).min(CHUNK) as usize];
-    let mut read = tokio::io::ReadBuf::new(&mut buf);
-    if let Err(e) = ready!(tokio::io::AsyncRead::poll_read(Pin::new(file), cx, &mut read)) {
-        return Poll::Ready(Some(Err(Box::new(e))));
-    }
-    let n = read.filled().len();
+    let n = loop {
+        match file.read_at(&mut buf, *offset) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Some(Err(Box::new(e))),
+        }
+    };
     if n == 0 {
         // The file shrank while being sent: the promised length cannot be kept.
-        return Poll::Ready(Some(Err("file ended before its announced length".into())));
+        return Some(Err("file ended before its announced length".into()));
     }
+    *offset += n as u64;
     *remaining -= n as u64;
     buf.truncate(n);
-    Poll::Ready(Some(Ok(Frame::data(Bytes::from(buf)))))
+    Some(Ok(Frame::data(Bytes::from(buf))))
 }
 
 #[cfg(feature = "acceleration")]
@@ -369,6 +375,26 @@ impl ClientBody {
 
     pub fn on_end(&mut self, hook: Box<dyn OnBodyEnd>) {
         self.hooks.push(hook);
+    }
+
+    /// The file this body sends, when it is a plain file: (descriptor, offset, length).
+    #[cfg(feature = "acceleration")]
+    pub fn file(&self) -> Option<(std::os::fd::RawFd, u64, u64)> {
+        match &self.inner {
+            ResponseBody::File {
+                file,
+                offset,
+                remaining,
+            } => Some((std::os::fd::AsRawFd::as_raw_fd(&**file), *offset, *remaining)),
+            _ => None,
+        }
+    }
+
+    /// The file went out by other means (sendfile), `sent` bytes of it: the body ends here.
+    #[cfg(feature = "acceleration")]
+    pub fn file_sent(mut self: Pin<&mut Self>, complete: bool, sent: u64) {
+        *self.as_mut().project().bytes = sent;
+        self.finish(complete);
     }
 
     fn finish(self: Pin<&mut Self>, complete: bool) {

@@ -292,3 +292,38 @@ fn a_missing_root_is_a_config_error() {
     assert!(!out.status.success());
     assert!(err.contains("f.toml:4:") && err.contains("no-such-dir"), "{err}");
 }
+
+/// Large files leave through sendfile on plain HTTP/1.1 (also from an offset, for a range) and
+/// are read in pieces for HTTP/2: every way gives the file's bytes.
+#[tokio::test]
+async fn large_files_are_whole_through_sendfile_and_over_http2() {
+    let (root, _base) = site();
+    let text: String = (0..40_000).map(|i| format!("line {i:05}\n")).collect();
+    std::fs::write(root.join("big.txt"), &text).unwrap();
+    let p = proxy(&config(&root, "")).await;
+    let addr = p.addr(0);
+
+    let (parts, body) = fetch_raw(addr, "GET", "/big.txt", &[]).await;
+    assert_eq!((parts.status.as_u16(), h(&parts, "content-length")), (200, "440000"));
+    assert!(body == text.as_bytes(), "whole file over HTTP/1.1");
+
+    let (parts, body) = fetch_raw(addr, "GET", "/big.txt", &[("range", "bytes=100000-299999")]).await;
+    assert_eq!(parts.status, 206);
+    assert_eq!(h(&parts, "content-range"), "bytes 100000-299999/440000");
+    assert!(body == text.as_bytes()[100_000..300_000], "a range from the middle");
+
+    // Keep-alive goes on after a file sent with sendfile.
+    let mut c = H1::connect(addr).await;
+    for _ in 0..2 {
+        let a = c.get("localhost", "/big.txt").await;
+        assert_eq!((a.status.as_u16(), a.body.len()), (200, text.len()));
+        assert!(a.body == text);
+    }
+
+    let req = http::Request::get(format!("http://{addr}/big.txt"))
+        .body(Default::default())
+        .unwrap();
+    let a = h2c(addr, req).await;
+    assert_eq!((a.status.as_u16(), a.header("content-length")), (200, "440000"));
+    assert!(a.body == text, "whole file over HTTP/2");
+}

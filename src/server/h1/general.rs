@@ -23,6 +23,11 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 /// Body bytes gathered before a write; a body that pauses is written out at once.
 const WRITE_BATCH: usize = 64 * 1024;
 
+/// Files from this size are sent with sendfile; smaller ones are read and go out in the same
+/// write as the head.
+#[cfg(feature = "acceleration")]
+const SENDFILE_MIN: u64 = 16 * 1024;
+
 /// Runs a bodiless GET or HEAD through the general pipeline on this connection (the pipeline
 /// writes its access log entry); anything else is handed over to hyper.
 pub(super) async fn serve_or_handoff<T>(io: &mut T, c: &mut Conn, info: &ConnInfo, rt: &Runtime) -> Next
@@ -138,6 +143,21 @@ where
 
     let mut sent: u64 = 0;
     let mut complete = true;
+    #[cfg(feature = "acceleration")]
+    let no_body = no_body || {
+        // A file goes out behind its head with sendfile when nothing sits between the socket
+        // and the response bytes, as nginx's `sendfile on`: the body is never copied.
+        match (body.file(), io.plain_tcp()) {
+            (Some((fd, offset, len)), Some(socket)) if len >= SENDFILE_MIN => {
+                complete = write::head_and_file(socket, &c.wbuf, fd, offset, len).await.is_ok();
+                sent = if complete { len } else { 0 };
+                Pin::new(&mut body).file_sent(complete, sent);
+                c.wbuf.clear();
+                true
+            }
+            _ => false,
+        }
+    };
     if !no_body {
         loop {
             // Write what is gathered before waiting on a body that has nothing ready.

@@ -182,28 +182,9 @@ pub(super) async fn send<T: ClientStream>(io: &mut T, out: &[u8], hit: &Ready) -
     }
 }
 
-/// The head, held back by the kernel (MSG_MORE) to go out in the same segments as the start of
-/// the body, and the body straight from its sealed file.
-async fn send_sealed(socket: &TcpStream, mut head: &[u8], body: &SealedBody) -> std::io::Result<()> {
-    let sock = socket2::SockRef::from(socket);
-    while !head.is_empty() {
-        let n = write::when_writable(socket, || {
-            sock.send_with_flags(head, libc::MSG_MORE | libc::MSG_NOSIGNAL)
-        })
-        .await?;
-        head = &head[n..];
-    }
-    let (file, len) = (body.file().as_raw_fd(), body.len());
-    let mut offset: libc::off_t = 0;
-    while (offset as u64) < len {
-        write::when_writable(socket, || {
-            // SAFETY: both descriptors are open for the call; the kernel advances `offset`.
-            let n = unsafe { libc::sendfile(socket.as_raw_fd(), file, &mut offset, (len - offset as u64) as usize) };
-            usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
-        })
-        .await?;
-    }
-    Ok(())
+/// The head and the body straight from its sealed file.
+async fn send_sealed(socket: &TcpStream, head: &[u8], body: &SealedBody) -> std::io::Result<()> {
+    write::head_and_file(socket, head, body.file().as_raw_fd(), 0, body.len()).await
 }
 
 impl Ready {

@@ -99,6 +99,39 @@ pub async fn head_and_body<T: AsyncWrite + Unpin>(io: &mut T, head: &[u8], body:
     io.write_all(body).await
 }
 
+/// `head`, held back by the kernel (MSG_MORE) to go out in the same segments as the start of
+/// the body, then `len` bytes of the file `file` from `offset` with `sendfile`: the kernel
+/// passes the page cache to the socket and user space never copies the body. A file that
+/// ends early fails the write (sendfile moves nothing).
+pub async fn head_and_file(
+    socket: &TcpStream,
+    mut head: &[u8],
+    file: std::os::fd::RawFd,
+    offset: u64,
+    len: u64,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let sock = socket2::SockRef::from(socket);
+    while !head.is_empty() {
+        let n = when_writable(socket, || {
+            sock.send_with_flags(head, libc::MSG_MORE | libc::MSG_NOSIGNAL)
+        })
+        .await?;
+        head = &head[n..];
+    }
+    let end = offset + len;
+    let mut at = offset as libc::off_t;
+    while (at as u64) < end {
+        when_writable(socket, || {
+            // SAFETY: both descriptors are open for the call; the kernel advances `at`.
+            let n = unsafe { libc::sendfile(socket.as_raw_fd(), file, &mut at, (end - at as u64) as usize) };
+            usize::try_from(n).map_err(|_| io::Error::last_os_error())
+        })
+        .await?;
+    }
+    Ok(())
+}
+
 /// Runs `op`, a nonblocking call that writes into `socket` (send, sendfile, splice), until it
 /// moves some bytes, waiting for room as needed; moving none means the peer is gone.
 pub async fn when_writable(socket: &TcpStream, mut op: impl FnMut() -> io::Result<usize>) -> io::Result<usize> {
