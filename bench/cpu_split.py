@@ -5,9 +5,12 @@ stime of each proxy's process tree from /proc around identical wrk runs.
 
 Layout as in shared/bench: proxy pinned to the last CPU, origin (nginx) and wrk on the others.
 With `--access-log` both proxies log every request to a file: nginx its default `combined`
-format, unbuffered (one write per request, as nginx ships), frontdesk its JSON lines.
+format, unbuffered (one write per request, as nginx ships), frontdesk its JSON lines. With
+`--upstream-tls` the origins speak TLS (ECDSA P-256) and both proxies keep pooled TLS
+connections to them (nginx with `proxy_ssl_session_reuse on`).
 
 Usage: bench/cpu_split.py [--rounds 3] [--duration 8] [--conns 64] [--paths /,/1k] [--access-log]
+                          [--upstream-tls]
 Needs nginx, wrk, taskset; frontdesk built with `cargo build --release`.
 """
 import argparse, os, re, shutil, signal, subprocess, sys, tempfile, time
@@ -100,6 +103,7 @@ def main():
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--paths", default="/,/1k")
     ap.add_argument("--access-log", action="store_true", help="both proxies log to a file")
+    ap.add_argument("--upstream-tls", action="store_true", help="TLS between the proxies and the origins")
     args = ap.parse_args()
     proxy_cpu, load_cpus = split_cpus()
     work = tempfile.mkdtemp(prefix="cpusplit-")
@@ -115,11 +119,15 @@ def main():
         os.makedirs(f"{work}/origin", exist_ok=True)
         body = "x" * 100
         open(f"{work}/origin/1k", "w").write("y" * 1024)
+        ssl, certs = "", ""
+        if args.upstream_tls:
+            ecdsa_cert(work)
+            ssl, certs = " ssl", f"ssl_certificate {work}/cert.pem; ssl_certificate_key {work}/key.pem;"
         open(f"{work}/origin.conf", "w").write(f"""
 worker_processes 1; daemon off; pid {work}/origin.pid; error_log stderr crit;
 events {{ worker_connections 8192; }}
 http {{ access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
-  server {{ listen 127.0.0.1:29101; listen 127.0.0.1:29102;
+  server {{ listen 127.0.0.1:29101{ssl}; listen 127.0.0.1:29102{ssl}; {certs}
     location = / {{ return 200 "{body}"; }}
     location = /1k {{ root {work}/origin; }} }} }}
 """)
@@ -130,12 +138,18 @@ http {{ access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
         nginx_conf = render(os.path.join(SHARED, "nginx.conf"), values)
         if args.access_log:
             nginx_conf = nginx_conf.replace("access_log off;", f"access_log {work}/nginx-access.log;")
+        if args.upstream_tls:
+            nginx_conf = nginx_conf.replace("proxy_pass http://origins;", "proxy_pass https://origins; "
+                                            "proxy_ssl_server_name on; proxy_ssl_name bench.test; "
+                                            "proxy_ssl_session_reuse on;")
         open(f"{work}/nginx.conf", "w").write(nginx_conf)
         nginx = start(["nginx", "-p", f"{work}/nginx", "-c", f"{work}/nginx.conf", "-e", "stderr"], proxy_cpu)
         values.update(listen="127.0.0.1:29121", listen_h2="127.0.0.1:29122")
         frontdesk_conf = render(os.path.join(HERE, "frontdesk.toml"), values)
         if args.access_log:
             frontdesk_conf = frontdesk_conf.replace('access = "off"', f'access = "{work}/frontdesk-access.log"')
+        if args.upstream_tls:
+            frontdesk_conf = frontdesk_conf.replace('pool = {', 'tls = { sni = "bench.test", verify = false }\npool = {')
         open(f"{work}/frontdesk.toml", "w").write(frontdesk_conf)
         fd = start([frontdesk_bin(), "run", "--config", f"{work}/frontdesk.toml"], proxy_cpu)
         for port in (29101, 29111, 29121):
@@ -168,7 +182,8 @@ http {{ access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
                 t = med([r[0] + r[1] for r in rs])  # the median total, not the sum of the two medians
                 print(f"| {path} | {name} | {rps:,.0f} | {u:.2f} | {k:.2f} | {t:.2f} | {u / nu:.2f} | {t / nt:.2f} |")
         print(f"\n{args.rounds} rounds x {args.duration}s, {args.conns} connections, medians, access log "
-              f"{'on' if args.access_log else 'off'}; proxy on CPU {proxy_cpu}, wrk and origin on {load_cpus}.")
+              f"{'on' if args.access_log else 'off'}, upstream {'TLS' if args.upstream_tls else 'plain'}; "
+              f"proxy on CPU {proxy_cpu}, wrk and origin on {load_cpus}.")
     finally:
         stop_all(procs)
         shutil.rmtree(work, ignore_errors=True)

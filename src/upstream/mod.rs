@@ -9,6 +9,7 @@ pub mod headers;
 pub mod health;
 pub mod pool;
 pub mod shard;
+pub mod stream;
 
 pub use backend::{Backend, PassivePolicy};
 pub use connect::UpstreamTls;

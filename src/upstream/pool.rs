@@ -3,6 +3,7 @@
 //! by all requests. The pool lives in the backend, so it survives reloads.
 
 use super::shard::{self, Padded};
+use super::stream::{TlsStream, UpStream};
 use crate::pipeline::body::RequestBody;
 use hyper::client::conn::{http1, http2};
 use std::sync::Mutex;
@@ -23,8 +24,9 @@ pub fn is_quiet(s: &TcpStream) -> bool {
     matches!(s.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
-/// Idle plain sockets of one worker-thread shard, most recently used last.
-type RawShard = Mutex<Vec<(TcpStream, Instant)>>;
+/// Idle connections of one worker-thread shard, most recently used last.
+type Shard<T> = Mutex<Vec<(T, Instant)>>;
+type RawShard = Shard<TcpStream>;
 
 pub struct Pool {
     idle: Mutex<Vec<Idle>>,
@@ -32,6 +34,8 @@ pub struct Pool {
     /// Plain sockets used by the HTTP/1 fast path, which speaks HTTP/1.1 on them itself. One
     /// shard per worker thread (see `shard`), so checkout and return take an uncontended lock.
     raw_idle: Box<[Padded<RawShard>]>,
+    /// TLS connections of the fast path, sharded the same way.
+    tls_idle: Box<[Padded<Shard<Box<TlsStream>>>]>,
 }
 
 impl Default for Pool {
@@ -40,6 +44,7 @@ impl Default for Pool {
             idle: Mutex::default(),
             shared_h2: Mutex::default(),
             raw_idle: (0..shard::count()).map(|_| Padded::default()).collect(),
+            tls_idle: (0..shard::count()).map(|_| Padded::default()).collect(),
         }
     }
 }
@@ -114,12 +119,50 @@ impl Pool {
         }
     }
 
+    /// An idle fast-path connection of the kind the upstream speaks (TLS or not), probed as
+    /// `checkout_raw` probes plain sockets.
+    pub fn checkout_up(&self, tls: bool, idle_timeout: Duration, now: Instant) -> Option<UpStream> {
+        if !tls {
+            return self.checkout_raw(idle_timeout, now).map(UpStream::Plain);
+        }
+        let shard = &self.tls_idle[shard::index(self.tls_idle.len())].0;
+        let mut idle = shard.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some((s, since)) = idle.pop() {
+            let age = now.saturating_duration_since(since);
+            let mut up = UpStream::Tls(s);
+            if age < idle_timeout && (age < PROBE_AFTER || up.is_quiet()) {
+                return Some(up);
+            }
+        }
+        None
+    }
+
+    pub fn put_up(&self, stream: UpStream, max_idle: usize, now: Instant) {
+        match stream {
+            UpStream::Plain(s) => self.put_raw(s, max_idle, now),
+            UpStream::Tls(s) => {
+                let shard = &self.tls_idle[shard::index(self.tls_idle.len())].0;
+                let mut idle = shard.lock().unwrap_or_else(|p| p.into_inner());
+                if idle.len() < max_idle {
+                    idle.push((s, now));
+                }
+            }
+        }
+    }
+
     /// Closes idle connections older than `idle_timeout` (called by the maintenance task).
     pub fn reap(&self, idle_timeout: Duration) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         idle.retain(|c| !c.sender.is_closed() && c.since.elapsed() < idle_timeout);
         drop(idle);
         for shard in self.raw_idle.iter() {
+            shard
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|(_, since)| since.elapsed() < idle_timeout);
+        }
+        for shard in self.tls_idle.iter() {
             shard
                 .0
                 .lock()

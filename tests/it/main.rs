@@ -33,3 +33,4 @@ mod routing;
 mod tls;
 mod upgrade;
 mod upstream_h1;
+mod upstream_tls;

@@ -15,12 +15,12 @@ use crate::runtime::Runtime;
 use crate::server::conn::ConnInfo;
 use crate::snapshot::Snapshot;
 use crate::upstream::backend::InflightGuard;
+use crate::upstream::stream::UpStream;
 use crate::upstream::{self, Backend, Upstream};
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Request bodies up to this size are sent together with the head (and can be replayed).
 const INLINE_BODY: usize = 64 * 1024;
@@ -59,7 +59,7 @@ pub(crate) fn plan<'s>(c: &mut Conn, info: &ConnInfo, snap: &'s Snapshot) -> Pla
     let route = snap.router.find(&view, &host);
     if let Some(route) = route {
         // Cached routes come here for their fresh hits only (see `hit`).
-        let fast = matches!(&route.action, Action::Proxy(up) if (!up.http2 && up.tls.is_none()) || super::hit::cache_of(route).is_some())
+        let fast = matches!(&route.action, Action::Proxy(up) if !up.http2 || super::hit::cache_of(route).is_some())
             && !route.compresses()
             && route.stages.iter().all(|s| s.works_on_raw_heads());
         if !fast {
@@ -284,7 +284,7 @@ enum AttemptError {
 
 /// A backend's answer whose head has been read into `c.resp`.
 struct Answered {
-    stream: TcpStream,
+    stream: UpStream,
     /// The backend answered before taking the whole request body: this many bytes of it are
     /// still on the client connection, and the backend connection cannot be reused.
     body_unread: Option<usize>,
@@ -367,7 +367,7 @@ where
                 let done = Instant::now();
                 c.last_active = done.into();
                 if let Some(stream) = reusable.filter(|_| body_unread.is_none()) {
-                    backend.pool.put_raw(stream, up.pool.max_idle, done);
+                    backend.pool.put_up(stream, up.pool.max_idle, done);
                 }
                 drop(inflight);
                 let next = match body_unread {
@@ -468,10 +468,11 @@ async fn attempt_exchange<T>(
 where
     T: super::ClientStream,
 {
-    let (mut stream, reused) = match backend.pool.checkout_raw(up.pool.idle_timeout, now) {
-        Some(s) if idempotent || upstream::pool::is_quiet(&s) => (s, true),
-        _ => (
-            upstream::h1::connect(backend, up.connect_timeout)
+    let pooled = backend.pool.checkout_up(up.tls.is_some(), up.pool.idle_timeout, now);
+    let (mut stream, reused) = match pooled.and_then(|mut s| (idempotent || s.is_quiet()).then_some(s)) {
+        Some(s) => (s, true),
+        None => (
+            upstream::stream::connect(&backend.addr, up.connect_timeout, up.tls.as_ref())
                 .await
                 .map_err(AttemptError::Connect)?,
             false,
@@ -488,6 +489,8 @@ where
         }
     };
     stream.write_all(&c.wbuf).await.map_err(|e| on_send_error(reused, e))?;
+    // TLS may hold the last record back until flushed (a no-op on plain TCP).
+    stream.flush().await.map_err(|e| on_send_error(reused, e))?;
     // A backend may answer before it has read the whole body and then close (RFC 9112 §9.6
     // lets it): the send fails, but its answer may be waiting. It is relayed if it is there;
     // `body_cut` is how much of the body is then still on the client connection.
@@ -502,7 +505,7 @@ where
             if n == 0 {
                 return Err(AttemptError::Client);
             }
-            if stream.write_all(&chunk[..n]).await.is_err() {
+            if stream.write_all(&chunk[..n]).await.is_err() || stream.flush().await.is_err() {
                 body_cut = Some(left - n);
                 break;
             }

@@ -6,9 +6,9 @@ use super::write::{self, line};
 use super::Conn;
 use crate::route::Route;
 use crate::server::chunked::ChunkTracker;
+use crate::upstream::stream::UpStream;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Response body bytes that arrived with the head are copied behind it up to this size.
 const COPY_WITH_HEAD: usize = 4 * 1024;
@@ -51,9 +51,9 @@ pub(super) async fn relay_response<T>(
     request_id: &[u8],
     is_head: bool,
     sticky: Option<String>,
-    mut stream: TcpStream,
+    mut stream: UpStream,
     read_timeout: Duration,
-) -> (u64, bool, Option<TcpStream>, bool)
+) -> (u64, bool, Option<UpStream>, bool)
 where
     T: super::ClientStream,
 {
@@ -152,7 +152,7 @@ where
         upstream_done = true;
     }
     let n = take(initial, &mut tracker, &mut left, &mut upstream_done, &mut reusable);
-    if n < initial.len() || (no_body && !crate::upstream::pool::is_quiet(&stream)) {
+    if n < initial.len() || (no_body && !stream.is_quiet()) {
         // Bytes beyond this response (or a body where none belongs, also one that came after
         // the head): the socket is out of step.
         reusable = false;
@@ -173,19 +173,20 @@ where
     }
     let mut complete = true;
     if tracker.is_none() && !close_delimited && !upstream_done && left >= super::splice::SPLICE_MIN {
-        let client = io.plain_tcp();
-        if client.is_some() && c.pipe.is_none() {
+        // Both ends plain TCP: the kernel moves the body.
+        let ends = io.plain_tcp().zip(stream.plain());
+        if ends.is_some() && c.pipe.is_none() {
             c.pipe = super::splice::Pipe::new();
         }
         // Without a pipe (none to be had) the body is copied as below.
-        if let (Some(client), Some(pipe)) = (client, c.pipe.as_ref()) {
-            match super::splice::relay(&stream, client, pipe, left, read_timeout).await {
+        if let (Some((client, upstream)), Some(pipe)) = (ends, c.pipe.as_ref()) {
+            match super::splice::relay(upstream, client, pipe, left, read_timeout).await {
                 Ok(()) => {
                     sent += left;
                     upstream_done = true;
                     // Splicing read exactly the body: bytes after it (a backend out of step)
                     // must not reach the next request on this socket.
-                    if !crate::upstream::pool::is_quiet(&stream) {
+                    if !crate::upstream::pool::is_quiet(upstream) {
                         reusable = false;
                     }
                 }
