@@ -1,5 +1,5 @@
 //! Bodiless requests (GET, HEAD) that the fast path cannot answer itself — cache misses and
-//! revalidations, compression, files, redirects, fixed responses, TLS or HTTP/2 upstreams — run
+//! revalidations, compression, files, redirects, fixed responses, HTTP/2 upstreams — run
 //! through the general pipeline from here, and the response is written back on the same
 //! connection. The connection stays on the fast path: one cache miss does not move it to hyper
 //! for good. Requests with a body, upgrades and anything unusual still hand the connection over.

@@ -1,9 +1,9 @@
-//! HTTP/1.1 fast path. For the common case — an HTTP/1.1 request routed to a plain HTTP/1.1
-//! upstream with only header-editing stages — the connection task scans the head (`scan`,
+//! HTTP/1.1 fast path. For the common case — an HTTP/1.1 request routed to an HTTP/1.1
+//! upstream (plain or TLS) with only header-editing stages — the connection task scans the head (`scan`,
 //! httparse's grammar) into byte ranges, writes the upstream request straight from those bytes,
 //! and relays the response the same way, doing the upstream I/O itself (no per-request task
 //! hand-offs, no HeaderMap or Uri). Everything else (HTTP/2, upgrades, chunked or 100-continue
-//! requests, redirects, fixed responses, TLS or HTTP/2 upstreams, other stages) goes to the
+//! requests, redirects, fixed responses, HTTP/2 upstreams, other stages) goes to the
 //! general hyper path: the connection is handed over with the bytes already read, before
 //! anything of that request was acted on.
 
