@@ -1,9 +1,10 @@
-//! The general path's own HTTP/1.1 client for plain-TCP backends. Bodiless GET and HEAD
-//! requests (HTTP/2 clients, cache misses and revalidations, compressed routes) are written from
-//! their head to a pooled socket — the fast path's pool — and the response body is read from
-//! that socket as the client takes it: no connection task and no channel between tasks. Request
-//! bodies, upgrades, TLS and HTTP/2 backends use hyper's client.
+//! The general path's own HTTP/1.1 client for HTTP/1.1 backends, plain or TLS. Bodiless GET and
+//! HEAD requests (HTTP/2 clients, cache misses and revalidations, compressed routes) are written
+//! from their head to a pooled connection — the fast path's pool — and the response body is read
+//! from it as the client takes it: no connection task and no channel between tasks. Request
+//! bodies, upgrades and HTTP/2 backends use hyper's client.
 
+use super::stream::UpStream;
 use super::{Backend, Upstream};
 use crate::pipeline::body::RequestBody;
 use crate::pipeline::interim::{forwardable, Interim, InterimHead};
@@ -17,8 +18,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -27,8 +27,7 @@ const READ_CHUNK: usize = 16 * 1024;
 
 /// Can this request go through the raw client?
 pub(super) fn eligible(up: &Upstream, req: &Request<RequestBody>) -> bool {
-    up.tls.is_none()
-        && !up.http2
+    !up.http2
         && matches!(req.body(), RequestBody::Empty)
         && (req.method() == Method::GET || req.method() == Method::HEAD)
         && !req.headers().contains_key(header::UPGRADE)
@@ -81,12 +80,14 @@ pub(super) async fn send_head(
     let pooled = if fresh {
         None
     } else {
-        backend.pool.checkout_raw(up.pool.idle_timeout, now)
+        backend.pool.checkout_up(up.tls.is_some(), up.pool.idle_timeout, now)
     };
     let reused = pooled.is_some();
     let mut stream = match pooled {
         Some(s) => s,
-        None => connect(backend, up.connect_timeout).await.map_err(RawError::Failed)?,
+        None => super::stream::connect(&backend.addr, up.connect_timeout, up.tls.as_ref())
+            .await
+            .map_err(RawError::Failed)?,
     };
     let failed = |reason: String| {
         RawError::Failed(ProxyError::UpstreamFailed {
@@ -94,7 +95,13 @@ pub(super) async fn send_head(
             reason,
         })
     };
-    if let Err(e) = stream.write_all(head).await {
+    // TLS may hold the last record back until flushed (a no-op on plain TCP).
+    if let Err(e) = async {
+        stream.write_all(head).await?;
+        stream.flush().await
+    }
+    .await
+    {
         return Err(if reused { RawError::Stale } else { failed(e.to_string()) });
     }
     let mut buf = BytesMut::new();
@@ -145,7 +152,7 @@ pub(super) async fn send_head(
     }
 }
 
-async fn read_when_ready(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+async fn read_when_ready(stream: &mut UpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
     std::future::poll_fn(|cx| poll_read_buf(stream, cx, buf)).await
 }
 
@@ -153,7 +160,7 @@ async fn read_when_ready(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io:
 /// and its bytes in separate segments) is waited for here, briefly, so the client gets head and
 /// body together — for HTTP/2 one write instead of a HEADERS write and a DATA write. A body that
 /// takes longer streams as usual.
-async fn prefetch_small_body(method: &Method, head: &ResponseHead, buf: &mut BytesMut, stream: &mut TcpStream) {
+async fn prefetch_small_body(method: &Method, head: &ResponseHead, buf: &mut BytesMut, stream: &mut UpStream) {
     const SMALL: u64 = 16 * 1024;
     let Some(len) = head.content_length.filter(|n| *n <= SMALL && !head.chunked) else {
         return;
@@ -204,22 +211,6 @@ fn detach(head: &ResponseHead, mut buf: BytesMut) -> (Bytes, BytesMut) {
 /// What was read up to this size (the head and what came of the body) is copied out whole.
 const DETACH_WHOLE: usize = 4 * 1024;
 
-/// A plain TCP connection to `backend` (no delay), as both HTTP/1.1 clients of frontdesk — the
-/// fast path's relay and this one — use it.
-pub async fn connect(backend: &Backend, timeout: std::time::Duration) -> Result<TcpStream, ProxyError> {
-    let addr = &*backend.addr;
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Err(_) => Err(ProxyError::Connect(format!(
-            "connect to {addr} timed out after {timeout:?}"
-        ))),
-        Ok(Err(e)) => Err(ProxyError::Connect(format!("connect to {addr} failed: {e}"))),
-        Ok(Ok(s)) => {
-            let _ = s.set_nodelay(true);
-            Ok(s)
-        }
-    }
-}
-
 /// `GET /path?q HTTP/1.1` and the request's fields (the pipeline has set Host and removed
 /// hop-by-hop fields).
 pub(super) fn request_head(req: &Request<RequestBody>) -> Vec<u8> {
@@ -256,7 +247,7 @@ fn raw_body(
     method: &Method,
     head: &ResponseHead,
     buf: BytesMut,
-    stream: TcpStream,
+    mut stream: UpStream,
     backend: &Arc<Backend>,
     max_idle: usize,
 ) -> RawBody {
@@ -272,7 +263,7 @@ fn raw_body(
     };
     // A body sent after a bodiless answer (a misbehaving backend) would be read as the next
     // request's response: such a socket is not reused.
-    let stray = no_body && buf.is_empty() && !super::pool::is_quiet(&stream);
+    let stray = no_body && buf.is_empty() && !stream.is_quiet();
     let mut body = RawBody {
         stream: Some(stream),
         reusable: !head.close && !matches!(framing, Framing::Close) && !stray,
@@ -299,7 +290,7 @@ enum Framing {
 /// A response body read from the backend's socket; the socket returns to the pool when the
 /// body has been read to its end and nothing follows it.
 pub struct RawBody {
-    stream: Option<TcpStream>,
+    stream: Option<UpStream>,
     buf: BytesMut,
     framing: Framing,
     reusable: bool,
@@ -312,7 +303,7 @@ impl RawBody {
         self.framing = Framing::Done;
         if let Some(stream) = self.stream.take() {
             if self.reusable && self.buf.is_empty() {
-                self.backend.pool.put_raw(stream, self.max_idle, Instant::now());
+                self.backend.pool.put_up(stream, self.max_idle, Instant::now());
             }
         }
     }
@@ -411,10 +402,26 @@ impl Body for RawBody {
     }
 }
 
-/// Reads what the socket has into `buf`, whose room is made only once the socket is readable:
-/// thousands of HTTP/2 streams can be waiting for their backends at once, and an empty read
-/// buffer for each would be most of the proxy's memory.
-fn poll_read_buf(stream: &mut TcpStream, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<std::io::Result<usize>> {
+/// Reads what the connection has into `buf`. On plain TCP the room is made only once the socket
+/// is readable: thousands of HTTP/2 streams can be waiting for their backends at once, and an
+/// empty read buffer for each would be most of the proxy's memory. Over TLS readable bytes may
+/// already sit in the session, so the room is made first (as hyper's client holds its buffer).
+fn poll_read_buf(stream: &mut UpStream, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<std::io::Result<usize>> {
+    let stream = match stream {
+        UpStream::Plain(s) => s,
+        UpStream::Tls(s) => {
+            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                buf.reserve(READ_CHUNK);
+            }
+            let spare = buf.spare_capacity_mut();
+            let mut read = ReadBuf::uninit(spare);
+            ready!(Pin::new(&mut **s).poll_read(cx, &mut read))?;
+            let n = read.filled().len();
+            // SAFETY: the first `n` bytes of the spare capacity were just written by the read.
+            unsafe { buf.set_len(buf.len() + n) };
+            return Poll::Ready(Ok(n));
+        }
+    };
     loop {
         ready!(stream.poll_read_ready(cx))?;
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {

@@ -188,3 +188,33 @@ async fn a_tls_backend_closing_idle_connections_costs_no_request() {
         "a new connection after each close"
     );
 }
+
+#[tokio::test]
+async fn http2_clients_reach_tls_backends_through_pooled_connections() {
+    let pki = Pki::new();
+    let origin = tls_origin(&pki).await;
+    let p = proxy(&front(&pki, &origin)).await;
+    for _ in 0..10 {
+        let req = Request::get(format!("http://{}/100", p.addr(0)))
+            .body(Full::default())
+            .unwrap();
+        let a = h2c(p.addr(0), req).await;
+        assert_eq!((a.status.as_u16(), a.body.as_bytes()), (200, &pattern(100)[..]));
+    }
+    let req = Request::get(format!("http://{}/300000", p.addr(0)))
+        .body(Full::default())
+        .unwrap();
+    let a = h2c(p.addr(0), req).await;
+    assert_eq!(a.status, 200);
+    assert!(
+        a.body.as_bytes() == pattern(300_000),
+        "long body intact ({} bytes)",
+        a.body.len()
+    );
+    // One request at a time, each on a new client connection: the backend connection is reused.
+    assert_eq!(
+        origin.connections.load(Ordering::SeqCst),
+        1,
+        "one pooled TLS connection"
+    );
+}

@@ -103,6 +103,7 @@ pub async fn head_and_body<T: AsyncWrite + Unpin>(io: &mut T, head: &[u8], body:
 /// the body, then `len` bytes of the file `file` from `offset` with `sendfile`: the kernel
 /// passes the page cache to the socket and user space never copies the body. A file that
 /// ends early fails the write (sendfile moves nothing).
+#[cfg(feature = "acceleration")]
 pub async fn head_and_file(
     socket: &TcpStream,
     mut head: &[u8],

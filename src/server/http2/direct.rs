@@ -37,8 +37,8 @@ pub fn plan<'s>(req: &RequestBuilder, info: &ConnInfo, snap: &'s Snapshot) -> Op
     if route.cache.is_some() {
         return None;
     }
-    let plain = !up.http2 && up.tls.is_none() && !route.compresses();
-    (plain && route.stages.iter().all(|s| s.works_on_raw_heads())).then_some((route, &**up))
+    let own_client = !up.http2 && !route.compresses();
+    (own_client && route.stages.iter().all(|s| s.works_on_raw_heads())).then_some((route, &**up))
 }
 
 #[allow(clippy::too_many_arguments)]
