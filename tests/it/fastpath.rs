@@ -373,3 +373,54 @@ async fn an_answer_the_backend_gives_before_the_whole_body_is_relayed() {
     assert_eq!(origin.requests(), 2);
     drop(writer.await.unwrap());
 }
+
+/// Reads from `s` until `needle` has arrived (bounded by 5 s): everything read so far.
+async fn read_until_seen(s: &mut tokio::net::TcpStream, got: &mut Vec<u8>, needle: &[u8]) -> String {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !got.windows(needle.len()).any(|w| w == needle) {
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout_at(deadline, s.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(got).into_owned()
+}
+
+#[tokio::test]
+async fn expect_100_continue_is_answered_by_the_proxy() {
+    use tokio::io::AsyncWriteExt;
+    let echo = body_size_echo().await;
+    let p = proxy(&config(echo.addr)).await;
+    let mut s = tokio::net::TcpStream::connect(p.addr(0)).await.unwrap();
+    s.write_all(b"POST /a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        .await
+        .unwrap();
+    // This client sends the body only after the go-ahead.
+    let mut got = Vec::new();
+    let interim = read_until_seen(&mut s, &mut got, b"\r\n\r\n").await;
+    assert_eq!(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+    got.clear();
+    s.write_all(b"hello").await.unwrap();
+    let answer = read_until_seen(&mut s, &mut got, b"got 5 bytes").await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("got 5 bytes"),
+        "{answer}"
+    );
+    assert!(
+        echo.last_seen().headers.get("expect").is_none(),
+        "the proxy answered the expectation"
+    );
+
+    // A client that sends the body along with the head gets no 100.
+    got.clear();
+    s.write_all(b"POST /b HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc")
+        .await
+        .unwrap();
+    let answer = read_until_seen(&mut s, &mut got, b"got 3 bytes").await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("got 3 bytes"),
+        "{answer}"
+    );
+}

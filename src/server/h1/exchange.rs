@@ -496,6 +496,14 @@ where
     // `body_cut` is how much of the body is then still on the client connection.
     let mut body_cut = None;
     if streamed_body > 0 {
+        if c.head.expect_continue && c.head.content_length == Some(streamed_body as u64) {
+            // Nothing of the body has come: the client may be waiting for this before it sends
+            // any (RFC 9110 §10.1.1). One that did not wait has sent some, and gets no 100.
+            io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .map_err(|_| AttemptError::Client)?;
+            c.head.expect_continue = false;
+        }
         // The rest of the body comes straight from the client socket.
         let mut left = streamed_body;
         let mut chunk = vec![0u8; 64 * 1024];

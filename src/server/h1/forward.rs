@@ -42,6 +42,8 @@ pub(super) fn build_request(
             || (head.lists_more_hop_fields && !super::head::is_protected(name) && head.connection_lists(buf, name))
             || lower(id_name)
             || replaced(name)
+            // The proxy answers the expectation itself (as nginx does), so the backend gets none.
+            || (head.expect_continue && lower(b"expect"))
         {
             run.flush(out, buf);
             continue;

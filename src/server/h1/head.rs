@@ -23,6 +23,9 @@ pub struct RequestHead {
     pub content_length: Option<u64>,
     pub chunked: bool,
     pub upgrade: bool,
+    /// One `Expect: 100-continue`: the fast path answers it itself.
+    pub expect_continue: bool,
+    /// Any other expectation (or more than one): the general path judges it.
     pub expect: bool,
     /// The client asked to close after this exchange (`Connection: close`).
     pub close: bool,
@@ -90,6 +93,7 @@ impl RequestHead {
         self.chunked = false;
         self.upgrade = false;
         self.expect = false;
+        self.expect_continue = false;
         self.close = line.http10;
         self.host = None;
         let mut te_count = 0;
@@ -132,7 +136,13 @@ impl RequestHead {
                     self.connection.push(v.clone());
                 }
                 7 if scan::is_named(name, b"upgrade") => self.upgrade = true,
-                6 if scan::is_named(name, b"expect") => self.expect = true,
+                6 if scan::is_named(name, b"expect") => {
+                    if value.eq_ignore_ascii_case(b"100-continue") && !self.expect_continue {
+                        self.expect_continue = true;
+                    } else {
+                        self.expect = true;
+                    }
+                }
                 _ => {}
             }
         }

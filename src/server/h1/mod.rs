@@ -251,8 +251,12 @@ async fn read_some<T: ClientStream>(io: &mut T, rbuf: &mut BytesMut, lazy: bool)
     if lazy && rbuf.is_empty() {
         io.readable().await?;
     }
-    if rbuf.capacity() - rbuf.len() < IDLE_READ_BUF {
-        rbuf.reserve(if lazy { IDLE_READ_BUF } else { 4 * 1024 });
+    // A busy connection reads into at least 4 KiB of room: with less (what the last request
+    // left of the buffer), a request of a few KiB would arrive in two reads, and its body would
+    // go to the backend in two writes. Once the buffer is empty, making room moves nothing.
+    let room = if lazy { IDLE_READ_BUF } else { 4 * 1024 };
+    if rbuf.capacity() - rbuf.len() < room {
+        rbuf.reserve(room);
     }
     io.read_buf(rbuf).await
 }
