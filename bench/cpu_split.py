@@ -9,8 +9,11 @@ format, unbuffered (one write per request, as nginx ships), frontdesk its JSON l
 `--upstream-tls` the origins speak TLS (ECDSA P-256) and both proxies keep pooled TLS
 connections to them (nginx with `proxy_ssl_session_reuse on`).
 
+With `--post N` wrk sends POST requests with an N-byte body (and `Expect: 100-continue` with
+`--expect`, as curl does for bodies over 1 KiB) instead of GETs.
+
 Usage: bench/cpu_split.py [--rounds 3] [--duration 8] [--conns 64] [--paths /,/1k] [--access-log]
-                          [--upstream-tls]
+                          [--upstream-tls] [--post N [--expect]]
 Needs nginx, wrk, taskset; frontdesk built with `cargo build --release`.
 """
 import argparse, os, re, shutil, signal, subprocess, sys, tempfile, time
@@ -104,6 +107,8 @@ def main():
     ap.add_argument("--paths", default="/,/1k")
     ap.add_argument("--access-log", action="store_true", help="both proxies log to a file")
     ap.add_argument("--upstream-tls", action="store_true", help="TLS between the proxies and the origins")
+    ap.add_argument("--post", type=int, default=0, help="POST bodies of this many bytes instead of GETs")
+    ap.add_argument("--expect", action="store_true", help="with --post: send Expect: 100-continue")
     args = ap.parse_args()
     proxy_cpu, load_cpus = split_cpus()
     work = tempfile.mkdtemp(prefix="cpusplit-")
@@ -155,15 +160,21 @@ http {{ access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
         for port in (29101, 29111, 29121):
             wait_port(port)
         targets = [("nginx", nginx.pid, 29111), ("frontdesk", fd.pid, 29121)]
+        script = []
+        if args.post:
+            expect = 'wrk.headers["Expect"] = "100-continue"\n' if args.expect else ""
+            open(f"{work}/post.lua", "w").write(f'wrk.method = "POST"\nwrk.body = string.rep("a", {args.post})\n{expect}')
+            script = ["-s", f"{work}/post.lua"]
         results = {}
         for rnd in range(args.rounds):
             for path in args.paths.split(","):
                 for name, pid, port in targets:
                     url = f"http://127.0.0.1:{port}{path}"
-                    subprocess.run(["taskset", "-c", load_cpus, "wrk", "-t1", f"-c{args.conns}", "-d2s", url], capture_output=True)
+                    subprocess.run(["taskset", "-c", load_cpus, "wrk", "-t1", f"-c{args.conns}", "-d2s", *script, url],
+                                   capture_output=True)
                     u0, s0 = cpu(pid)
-                    out = subprocess.run(["taskset", "-c", load_cpus, "wrk", "-t1", f"-c{args.conns}", f"-d{args.duration}s", url],
-                                         capture_output=True, text=True).stdout
+                    out = subprocess.run(["taskset", "-c", load_cpus, "wrk", "-t1", f"-c{args.conns}",
+                                          f"-d{args.duration}s", *script, url], capture_output=True, text=True).stdout
                     u1, s1 = cpu(pid)
                     reqs = int(re.search(r"(\d+) requests in", out).group(1))
                     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
@@ -182,7 +193,8 @@ http {{ access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
                 t = med([r[0] + r[1] for r in rs])  # the median total, not the sum of the two medians
                 print(f"| {path} | {name} | {rps:,.0f} | {u:.2f} | {k:.2f} | {t:.2f} | {u / nu:.2f} | {t / nt:.2f} |")
         print(f"\n{args.rounds} rounds x {args.duration}s, {args.conns} connections, medians, access log "
-              f"{'on' if args.access_log else 'off'}, upstream {'TLS' if args.upstream_tls else 'plain'}; "
+              f"{'on' if args.access_log else 'off'}, upstream {'TLS' if args.upstream_tls else 'plain'}, "
+              f"{f'POST {args.post} B' + (' with Expect' if args.expect else '') if args.post else 'GET'}; "
               f"proxy on CPU {proxy_cpu}, wrk and origin on {load_cpus}.")
     finally:
         stop_all(procs)
