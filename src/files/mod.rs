@@ -49,7 +49,7 @@ struct Chosen {
 
 impl FileServer {
     /// Serves `path` (already rewritten by the route) for the request `parts`.
-    pub async fn serve(&self, parts: &Parts, path: &str) -> Result<Response<ResponseBody>, ProxyError> {
+    pub fn serve(&self, parts: &Parts, path: &str) -> Result<Response<ResponseBody>, ProxyError> {
         if parts.method != Method::GET && parts.method != Method::HEAD {
             return Err(ProxyError::MethodNotAllowed);
         }

@@ -152,7 +152,7 @@ async fn process(
                 return Ok(r);
             }
             let path = route.rewrite.apply(parts.uri.path());
-            let (mut rparts, mut body) = Box::pin(files.serve(parts, &path)).await?.into_parts();
+            let (mut rparts, mut body) = files.serve(parts, &path)?.into_parts();
             if let Some(c) = &route.compress {
                 body = c.apply(c.choose(parts), &parts.method, &mut rparts, body);
             }

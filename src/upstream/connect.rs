@@ -1,14 +1,13 @@
-//! Opening a new connection to a backend: TCP (with a timeout), optional TLS, then the HTTP/1.1
-//! or HTTP/2 handshake. The connection's I/O runs in its own task.
+//! Opening a new connection to a backend for hyper's client: TCP and optional TLS
+//! (`stream::connect`), then the HTTP/1.1 or HTTP/2 handshake. The connection's I/O runs in its
+//! own task.
 
 use crate::pipeline::body::RequestBody;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls_pki_types::ServerName;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -46,41 +45,7 @@ pub async fn connect(
     tls: Option<&UpstreamTls>,
     h2: bool,
 ) -> Result<Connected, ConnectError> {
-    let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Err(_) => {
-            return Err(ConnectError::Timeout {
-                addr: addr.to_string(),
-                after: timeout,
-            })
-        }
-        Ok(Err(source)) => {
-            return Err(ConnectError::Io {
-                addr: addr.to_string(),
-                source,
-            })
-        }
-        Ok(Ok(s)) => s,
-    };
-    let _ = tcp.set_nodelay(true);
-    match tls {
-        None => handshake(addr, tcp, h2).await,
-        Some(tls) => {
-            let host = tls.sni.clone().unwrap_or_else(|| host_of(addr).to_string());
-            let name = ServerName::try_from(host.clone()).map_err(|_| ConnectError::ServerName(host))?;
-            let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-            let stream = tokio::time::timeout(timeout, connector.connect(name, tcp))
-                .await
-                .map_err(|_| ConnectError::Timeout {
-                    addr: addr.to_string(),
-                    after: timeout,
-                })?
-                .map_err(|source| ConnectError::Tls {
-                    addr: addr.to_string(),
-                    source,
-                })?;
-            handshake(addr, stream, h2).await
-        }
-    }
+    handshake(addr, super::stream::connect(addr, timeout, tls).await?, h2).await
 }
 
 async fn handshake<I>(addr: &str, io: I, h2: bool) -> Result<Connected, ConnectError>

@@ -87,7 +87,7 @@ pub(super) async fn send_head(
         Some(s) => s,
         None => super::stream::connect(&backend.addr, up.connect_timeout, up.tls.as_ref())
             .await
-            .map_err(RawError::Failed)?,
+            .map_err(|e| RawError::Failed(ProxyError::Connect(e.to_string())))?,
     };
     let failed = |reason: String| {
         RawError::Failed(ProxyError::UpstreamFailed {

@@ -3,8 +3,7 @@
 //! requests per CPU-second; on the fast path they skip the header maps, the connection task and
 //! its channels (docs/performance.md, session 14).
 
-use super::connect::{host_of, UpstreamTls};
-use crate::pipeline::respond::ProxyError;
+use super::connect::{host_of, ConnectError, UpstreamTls};
 use rustls_pki_types::ServerName;
 use std::io;
 use std::pin::Pin;
@@ -46,31 +45,34 @@ impl UpStream {
 }
 
 /// A new connection to `addr`: TCP within `timeout`, then the TLS handshake (within `timeout`
-/// again) when the upstream speaks TLS.
-pub async fn connect(addr: &str, timeout: Duration, tls: Option<&UpstreamTls>) -> Result<UpStream, ProxyError> {
-    let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Err(_) => {
-            return Err(ProxyError::Connect(format!(
-                "connect to {addr} timed out after {timeout:?}"
-            )))
-        }
-        Ok(Err(e)) => return Err(ProxyError::Connect(format!("connect to {addr} failed: {e}"))),
-        Ok(Ok(s)) => s,
+/// again) when the upstream speaks TLS. Both HTTP/1.1 clients and hyper's connect this way.
+pub async fn connect(addr: &str, timeout: Duration, tls: Option<&UpstreamTls>) -> Result<UpStream, ConnectError> {
+    let timed_out = || ConnectError::Timeout {
+        addr: addr.to_string(),
+        after: timeout,
     };
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(|source| ConnectError::Io {
+            addr: addr.to_string(),
+            source,
+        })?;
     let _ = tcp.set_nodelay(true);
     let Some(tls) = tls else {
         return Ok(UpStream::Plain(tcp));
     };
     let host = tls.sni.clone().unwrap_or_else(|| host_of(addr).to_string());
-    let name = ServerName::try_from(host).map_err(|e| ProxyError::Connect(format!("invalid TLS server name: {e}")))?;
+    let name = ServerName::try_from(host.clone()).map_err(|_| ConnectError::ServerName(host))?;
     let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-    match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
-        Err(_) => Err(ProxyError::Connect(format!(
-            "TLS handshake with {addr} timed out after {timeout:?}"
-        ))),
-        Ok(Err(e)) => Err(ProxyError::Connect(format!("TLS handshake with {addr} failed: {e}"))),
-        Ok(Ok(s)) => Ok(UpStream::Tls(Box::new(s))),
-    }
+    let stream = tokio::time::timeout(timeout, connector.connect(name, tcp))
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(|source| ConnectError::Tls {
+            addr: addr.to_string(),
+            source,
+        })?;
+    Ok(UpStream::Tls(Box::new(stream)))
 }
 
 impl AsyncRead for UpStream {
@@ -87,6 +89,24 @@ impl AsyncWrite for UpStream {
         match self.get_mut() {
             UpStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             UpStream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            UpStream::Tls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            UpStream::Plain(s) => s.is_write_vectored(),
+            UpStream::Tls(s) => s.is_write_vectored(),
         }
     }
 

@@ -291,22 +291,8 @@ async fn sessions_resume_with_tickets() {
 /// A TLS backend that honours the client's suite order (rustls's default, and nginx's) and
 /// answers every request with the name of the suite it negotiated.
 async fn suite_echo_backend(pki: &Pki) -> std::net::SocketAddr {
-    use rustls_pki_types::pem::PemObject;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (cert, key) = pki.issue("origin", &["origin.test"]);
-    let chain: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(cert)
-        .unwrap()
-        .map(|c| c.unwrap())
-        .collect();
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
-    let cfg =
-        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+    let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config(&["origin.test"]));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

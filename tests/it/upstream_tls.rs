@@ -47,20 +47,7 @@ impl TlsOrigin {
 /// A keep-alive HTTP/1.1 origin over TLS (hyper): `GET /N` answers N pattern bytes, `POST`
 /// answers the length of the body it read.
 async fn tls_origin(pki: &Pki) -> TlsOrigin {
-    use rustls_pki_types::pem::PemObject;
-    let (cert, key) = pki.issue("origin", &["origin.test"]);
-    let chain: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(cert)
-        .unwrap()
-        .map(|c| c.unwrap())
-        .collect();
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
-    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config(&["origin.test"]));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));

@@ -474,7 +474,7 @@ where
         None => (
             upstream::stream::connect(&backend.addr, up.connect_timeout, up.tls.as_ref())
                 .await
-                .map_err(AttemptError::Connect)?,
+                .map_err(|e| AttemptError::Connect(ProxyError::Connect(e.to_string())))?,
             false,
         ),
     };

@@ -143,22 +143,22 @@ where
 
     let mut sent: u64 = 0;
     let mut complete = true;
+    // A file goes out behind its head with sendfile when nothing sits between the socket and
+    // the response bytes, as nginx's `sendfile on`: the body is never copied.
     #[cfg(feature = "acceleration")]
-    let no_body = no_body || {
-        // A file goes out behind its head with sendfile when nothing sits between the socket
-        // and the response bytes, as nginx's `sendfile on`: the body is never copied.
-        match (body.file(), io.plain_tcp()) {
-            (Some((fd, offset, len)), Some(socket)) if len >= SENDFILE_MIN => {
-                complete = write::head_and_file(socket, &c.wbuf, fd, offset, len).await.is_ok();
-                sent = if complete { len } else { 0 };
-                Pin::new(&mut body).file_sent(complete, sent);
-                c.wbuf.clear();
-                true
-            }
-            _ => false,
+    let sent_as_file = match (no_body, body.file(), io.plain_tcp()) {
+        (false, Some((fd, offset, len)), Some(socket)) if len >= SENDFILE_MIN => {
+            complete = write::head_and_file(socket, &c.wbuf, fd, offset, len).await.is_ok();
+            sent = if complete { len } else { 0 };
+            Pin::new(&mut body).file_sent(complete, sent);
+            c.wbuf.clear();
+            true
         }
+        _ => false,
     };
-    if !no_body {
+    #[cfg(not(feature = "acceleration"))]
+    let sent_as_file = false;
+    if !no_body && !sent_as_file {
         loop {
             // Write what is gathered before waiting on a body that has nothing ready.
             let ready = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;

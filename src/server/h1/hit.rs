@@ -10,7 +10,6 @@ use super::exchange::Outcome;
 use super::head::{RawRequest, RequestHead};
 use super::write::{self, line};
 use super::{ClientStream, Next};
-use crate::cache::sealed::SealedBody;
 use crate::cache::store::{Entry, RenderedHead};
 use crate::cache::{status, Cache};
 use crate::route::{RequestView, Route};
@@ -20,7 +19,6 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 /// Bodies up to this size go out in the same write as the head.
 const COALESCE_BODY: usize = 16 * 1024;
@@ -177,14 +175,12 @@ pub(super) async fn send<T: ClientStream>(io: &mut T, out: &[u8], hit: &Ready) -
     }
     // Boxed: rare, and it keeps the connection's own future (alive while idle) small.
     match (&hit.entry.sealed, io.plain_tcp()) {
-        (Some(sealed), Some(socket)) => Box::pin(send_sealed(socket, out, sealed)).await.is_ok(),
+        (Some(sealed), Some(socket)) => {
+            let (file, len) = (sealed.file().as_raw_fd(), sealed.len());
+            Box::pin(write::head_and_file(socket, out, file, 0, len)).await.is_ok()
+        }
         _ => Box::pin(write::head_and_body(io, out, body)).await.is_ok(),
     }
-}
-
-/// The head and the body straight from its sealed file.
-async fn send_sealed(socket: &TcpStream, head: &[u8], body: &SealedBody) -> std::io::Result<()> {
-    write::head_and_file(socket, head, body.file().as_raw_fd(), 0, body.len()).await
 }
 
 impl Ready {

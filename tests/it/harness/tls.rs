@@ -71,6 +71,23 @@ impl Pki {
         (c, k)
     }
 
+    /// A TLS 1.2/1.3 server configuration with a certificate for `names` signed by the CA.
+    pub fn server_config(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
+        let (cert, key) = self.issue("server", names);
+        let chain: Vec<_> = CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(key).unwrap();
+        let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        Arc::new(cfg)
+    }
+
     /// Trust in this PKI's CA only.
     pub fn roots(&self) -> rustls::RootCertStore {
         let mut roots = rustls::RootCertStore::empty();
